@@ -1,0 +1,174 @@
+"""Kernel 1: crop N person boxes from one frame into a model-ready batch.
+
+Sampling is bit-identical to ``cv2.warpAffine(frame, M, (w, h), flags=INTER_LINEAR,
+borderMode=BORDER_CONSTANT, borderValue=0)`` as OpenCV computes it for uint8 images:
+
+* the crop->frame matrix is the double-precision inverse of ``M``;
+* source coordinates are fixed point with 1/32-pixel resolution: for output pixel (x, y),
+  ``X = (round(1024 * (m01*y + m02)) + 16 + round(1024 * m00 * x)) >> 5`` (same for Y),
+  ``round`` being round-half-to-even;
+* bilinear weights are products of the two 5-bit fractions (they sum to 1024), neighbours
+  outside the frame count as 0, and the value is ``(sum + 512) >> 10`` (round half up).
+
+The float output is that uint8 crop, optionally channel-swapped, then ``(v - mean) / std``
+in float32, so it equals warpAffine + the same normalisation exactly (up to float32
+rounding of the division). Frames may have any strides; the output is contiguous.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _dispatch
+
+INTER_BITS = 5
+AB_BITS = 10
+
+
+def _check_frame(frame: np.ndarray) -> np.ndarray:
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f"frame: expected a numpy array (H, W, 3) uint8, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise ValueError(f"frame: expected dtype uint8, got {frame.dtype} (convert with frame.astype(np.uint8))")
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"frame: expected shape (H, W, 3), got {frame.shape}")
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise ValueError(f"frame: empty image {frame.shape}")
+    return frame
+
+
+def _check_matrices(matrices: np.ndarray) -> np.ndarray:
+    m = np.asarray(matrices, dtype=np.float64)
+    if m.ndim == 2 and m.shape == (2, 3):
+        m = m[None]
+    if m.ndim != 3 or m.shape[1:] != (2, 3):
+        raise ValueError(f"matrices: expected (N, 2, 3) frame->crop affines, got {np.shape(matrices)}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError("matrices: contain NaN or inf")
+    return np.ascontiguousarray(m)
+
+
+def _norm_params(mean, std) -> Tuple[np.ndarray, np.ndarray]:
+    mean_a = np.zeros(3, np.float32) if mean is None else np.asarray(mean, np.float32).reshape(-1)
+    std_a = np.ones(3, np.float32) if std is None else np.asarray(std, np.float32).reshape(-1)
+    if mean_a.size == 1:
+        mean_a = np.repeat(mean_a, 3)
+    if std_a.size == 1:
+        std_a = np.repeat(std_a, 3)
+    if mean_a.size != 3 or std_a.size != 3:
+        raise ValueError(f"mean/std: expected 1 or 3 values each, got {mean_a.size} and {std_a.size}")
+    if np.any(std_a == 0) or not np.all(np.isfinite(std_a)) or not np.all(np.isfinite(mean_a)):
+        raise ValueError("std: must be finite and non-zero")
+    return mean_a, std_a
+
+
+def _inverse_cv(m: np.ndarray) -> np.ndarray:
+    """OpenCV's own inversion (warpAffine without WARP_INVERSE_MAP), singular -> error."""
+    d = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]
+    if d == 0 or not np.isfinite(d):
+        raise ValueError("matrices: singular affine (zero-size box or bad scale)")
+    d = 1.0 / d
+    a11, a22 = m[1, 1] * d, m[0, 0] * d
+    a12, a21 = -m[0, 1] * d, -m[1, 0] * d
+    b1 = -a11 * m[0, 2] - a12 * m[1, 2]
+    b2 = -a21 * m[0, 2] - a22 * m[1, 2]
+    return np.array([[a11, a12, b1], [a21, a22, b2]])
+
+
+def warp_one_numpy(frame: np.ndarray, m: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+    """Readable twin of the native warp for one box: ``(out_h, out_w, 3)`` uint8."""
+    inv = _inverse_cv(m)
+    h, w = frame.shape[:2]
+    ys, xs = np.mgrid[0:out_h, 0:out_w]
+    ab = float(1 << AB_BITS)
+    round_delta = (1 << AB_BITS) >> INTER_BITS >> 1  # 16: centre of the 1/32 bin
+    x0 = np.rint((inv[0, 1] * ys + inv[0, 2]) * ab).astype(np.int64) + round_delta
+    y0 = np.rint((inv[1, 1] * ys + inv[1, 2]) * ab).astype(np.int64) + round_delta
+    X = (x0 + np.rint(inv[0, 0] * xs * ab).astype(np.int64)) >> (AB_BITS - INTER_BITS)
+    Y = (y0 + np.rint(inv[1, 0] * xs * ab).astype(np.int64)) >> (AB_BITS - INTER_BITS)
+    ix, iy = X >> INTER_BITS, Y >> INTER_BITS
+    fx, fy = X & 31, Y & 31
+    # A one-pixel zero border lets every in-range 2x2 neighbourhood be read unconditionally.
+    pad = np.zeros((h + 2, w + 2, 3), np.int64)
+    pad[1:-1, 1:-1] = frame
+    inside = (ix >= -1) & (ix < w) & (iy >= -1) & (iy < h)
+    cx = np.clip(ix, -1, w - 1) + 1
+    cy = np.clip(iy, -1, h - 1) + 1
+    w00 = ((32 - fx) * (32 - fy))[..., None]
+    w01 = (fx * (32 - fy))[..., None]
+    w10 = ((32 - fx) * fy)[..., None]
+    w11 = (fx * fy)[..., None]
+    acc = w00 * pad[cy, cx] + w01 * pad[cy, cx + 1] + w10 * pad[cy + 1, cx] + w11 * pad[cy + 1, cx + 1]
+    out = (acc + 512) >> 10
+    out[~inside] = 0
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def warp_crops_numpy(
+    frame: np.ndarray,
+    matrices: np.ndarray,
+    out_size: Sequence[int],
+    to_rgb: bool = False,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    layout: str = "nchw",
+) -> np.ndarray:
+    """NumPy twin of :func:`warp_crops` (same arguments, same result)."""
+    frame = _check_frame(frame)
+    m = _check_matrices(matrices)
+    out_w, out_h = int(out_size[0]), int(out_size[1])
+    crops = np.zeros((m.shape[0], out_h, out_w, 3), np.uint8)
+    for i in range(m.shape[0]):
+        crops[i] = warp_one_numpy(frame, m[i], out_w, out_h)
+    if to_rgb:
+        crops = crops[..., ::-1]
+    if layout == "nhwc":
+        return np.ascontiguousarray(crops)
+    mean_a, std_a = _norm_params(mean, std)
+    f = (crops.astype(np.float32) - mean_a) / std_a
+    return np.ascontiguousarray(f.transpose(0, 3, 1, 2))
+
+
+def warp_crops(
+    frame: np.ndarray,
+    matrices: np.ndarray,
+    out_size: Sequence[int],
+    to_rgb: bool = False,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    layout: str = "nchw",
+) -> np.ndarray:
+    """Crop N boxes from one frame with one call.
+
+    Args:
+        frame: ``(H, W, 3)`` uint8 BGR frame, any strides.
+        matrices: ``(N, 2, 3)`` frame->crop affines (see :mod:`edgepose.geometry`).
+        out_size: ``(out_w, out_h)`` of the model input.
+        to_rgb: swap BGR to RGB before normalising.
+        mean, std: per-channel (in the *output* channel order) values for
+            ``(v - mean) / std``; only for ``layout="nchw"``.
+        layout: ``"nchw"`` -> float32 ``(N, 3, out_h, out_w)`` normalised (onnxruntime/torch);
+            ``"nhwc"`` -> uint8 ``(N, out_h, out_w, 3)`` (an RKNN model with mean/std inside).
+
+    Returns:
+        A new contiguous array; ``N = 0`` gives an empty batch of the right shape.
+    """
+    if layout not in ("nchw", "nhwc"):
+        raise ValueError(f"layout: expected 'nchw' or 'nhwc', got {layout!r}")
+    if layout == "nhwc" and (mean is not None or std is not None):
+        raise ValueError("mean/std: the uint8 'nhwc' layout is not normalised; drop mean/std or use layout='nchw'")
+    if len(out_size) != 2 or int(out_size[0]) <= 0 or int(out_size[1]) <= 0:
+        raise ValueError(f"out_size: expected (out_w, out_h) > 0, got {out_size}")
+    frame = _check_frame(frame)
+    m = _check_matrices(matrices)
+    for i in range(m.shape[0]):
+        _inverse_cv(m[i])  # singular check, named error before any work
+    nat = _dispatch.native()
+    if nat is None:
+        return warp_crops_numpy(frame, m, out_size, to_rgb, mean, std, layout)
+    out_w, out_h = int(out_size[0]), int(out_size[1])
+    if layout == "nhwc":
+        return nat.warp_crops_u8(frame, m, out_w, out_h, bool(to_rgb))
+    mean_a, std_a = _norm_params(mean, std)
+    return nat.warp_crops_f32(frame, m, out_w, out_h, bool(to_rgb), mean_a, std_a)
