@@ -1,0 +1,158 @@
+"""Model metadata: what a runtime must know about a model, carried inside the model file.
+
+Written by ``host_tools export-onnx`` into the ONNX ``metadata_props`` (key ``edgepose``, a
+JSON string) and by ``host_tools build-rknn`` into the ``model.rknn.json`` sidecar, so no
+device ever needs a hand-written config. Both carry the same JSON object.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+METADATA_KEY = "edgepose"
+SCHEMA_VERSION = 1
+SIDECAR_SUFFIX = ".json"  # model.rknn -> model.rknn.json
+
+IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
+IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
+
+
+class MetadataError(ValueError):
+    """Metadata missing, malformed or inconsistent with the model."""
+
+
+@dataclass
+class ModelMeta:
+    """Everything a runtime needs to feed a pose model and read its output.
+
+    Attributes:
+        input_size: model input ``(w, h)`` pixels.
+        heatmap_size: output heatmap ``(w, h)`` pixels.
+        color: ``"rgb"`` or ``"bgr"``: the channel order the network was trained on
+            (frames are BGR; ``"rgb"`` means the runtime swaps).
+        mean, std: per-channel normalisation in that channel order, 0..255 scale.
+        keypoint_set: ``"coco"``, ``"mpii"`` ...
+        num_joints: K.
+        flip_pairs: (left, right) joint pairs for the flip test.
+        batch: fixed batch size of the model input, or 0 when dynamic.
+        layout: ``"nchw"`` float input (ONNX) or ``"nhwc"`` uint8 (RKNN with mean/std inside).
+        quantized: output dtype of the model (``"float32"``, ``"int8"``, ``"uint8"``, ``"float16"``).
+        target: RKNN target platform, or ``""``.
+        source_config: the training config (dict) the model came from, for the record.
+    """
+
+    input_size: Tuple[int, int] = (192, 256)
+    heatmap_size: Tuple[int, int] = (48, 64)
+    color: str = "rgb"
+    mean: Tuple[float, float, float] = IMAGENET_MEAN_RGB
+    std: Tuple[float, float, float] = IMAGENET_STD_RGB
+    keypoint_set: str = "coco"
+    num_joints: int = 17
+    flip_pairs: List[List[int]] = field(default_factory=list)
+    batch: int = 1
+    layout: str = "nchw"
+    quantized: str = "float32"
+    target: str = ""
+    arch: str = ""
+    source_config: Dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    def validate(self) -> "ModelMeta":
+        def pair(name: str, v: Sequence) -> Tuple[int, int]:
+            if len(v) != 2 or int(v[0]) <= 0 or int(v[1]) <= 0:
+                raise MetadataError(f"metadata {name}: expected (w, h) > 0, got {v}")
+            return int(v[0]), int(v[1])
+
+        self.input_size = pair("input_size", self.input_size)
+        self.heatmap_size = pair("heatmap_size", self.heatmap_size)
+        if self.color not in ("rgb", "bgr"):
+            raise MetadataError(f"metadata color: expected 'rgb' or 'bgr', got {self.color!r}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise MetadataError(f"metadata mean/std: expected 3 values each, got {len(self.mean)} and {len(self.std)}")
+        if any(float(s) == 0 for s in self.std):
+            raise MetadataError("metadata std: values must be non-zero")
+        self.mean = tuple(float(v) for v in self.mean)
+        self.std = tuple(float(v) for v in self.std)
+        if self.num_joints <= 0:
+            raise MetadataError(f"metadata num_joints: must be > 0, got {self.num_joints}")
+        for p in self.flip_pairs:
+            if len(p) != 2 or not all(0 <= int(j) < self.num_joints for j in p):
+                raise MetadataError(f"metadata flip_pairs: pair {p} out of range for {self.num_joints} joints")
+        if self.layout not in ("nchw", "nhwc"):
+            raise MetadataError(f"metadata layout: expected 'nchw' or 'nhwc', got {self.layout!r}")
+        if self.batch < 0:
+            raise MetadataError(f"metadata batch: must be >= 0, got {self.batch}")
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["heatmap_size"] = list(self.heatmap_size)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ModelMeta":
+        if not isinstance(d, dict):
+            raise MetadataError("metadata: expected a JSON object")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise MetadataError(f"metadata: unknown keys {unknown} (written by a newer edgepose?)")
+        kw = dict(d)
+        for key in ("input_size", "heatmap_size", "mean", "std"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
+        return cls(**kw).validate()
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelMeta":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise MetadataError(f"metadata: not valid JSON ({exc})") from None
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """``model.rknn`` -> ``model.rknn.json``."""
+    p = Path(model_path)
+    return p.with_name(p.name + SIDECAR_SUFFIX)
+
+
+def write_sidecar(model_path: str | Path, meta: ModelMeta) -> Path:
+    path = sidecar_path(model_path)
+    path.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_sidecar(model_path: str | Path) -> ModelMeta:
+    path = sidecar_path(model_path)
+    if not path.is_file():
+        raise MetadataError(f"{path}: metadata sidecar missing; rebuild with host_tools build-rknn, which writes it")
+    return ModelMeta.from_json(path.read_text())
+
+
+def read_onnx_metadata(model_path: str | Path) -> Optional[ModelMeta]:
+    """Metadata from an ONNX file's ``metadata_props`` (via onnxruntime, or onnx), or None."""
+    props: Dict[str, str] = {}
+    try:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        props = dict(sess.get_modelmeta().custom_metadata_map)
+    except ImportError:
+        import onnx
+
+        model = onnx.load(str(model_path), load_external_data=False)
+        props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        return None
+    return ModelMeta.from_json(props[METADATA_KEY])
