@@ -1,0 +1,225 @@
+// Kernel 2: heatmaps -> keypoints (argmax, quarter offset or DARK, back-transform), with the
+// flip-test merge fused in. Semantics: edgepose/decode.py (decode_numpy is the readable twin).
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels.hpp"
+
+namespace edgepose {
+
+namespace {
+
+// Index of the first maximum of p[0..n) (n >= 1). Pass 1 takes the maximum with independent
+// lanes the compiler turns into SIMD max; pass 2 finds the first block holding it. Both passes
+// run on a map that is in L1, so reading it twice costs little.
+template <class V>
+int64_t argmax_first(const V* p, int64_t n) {
+    constexpr int L = 64 / sizeof(V) < 16 ? 16 : 64 / sizeof(V);
+    int64_t i = 0;
+    V best = p[0];
+    if (n >= L) {
+        V acc[L];
+        for (int j = 0; j < L; ++j) acc[j] = p[j];
+        for (i = L; i + L <= n; i += L)
+            for (int j = 0; j < L; ++j) acc[j] = p[i + j] > acc[j] ? p[i + j] : acc[j];
+        for (int j = 0; j < L; ++j) best = acc[j] > best ? acc[j] : best;
+    }
+    for (; i < n; ++i) best = p[i] > best ? p[i] : best;
+    for (i = 0; i + L <= n; i += L) {
+        int hit = 0;
+        for (int j = 0; j < L; ++j) hit |= p[i + j] == best;
+        if (hit) break;
+    }
+    for (; i < n; ++i)
+        if (p[i] == best) return i;
+    return 0;  // unreachable for non-NaN input
+}
+
+bool has_nan(const float* p, int64_t n) {
+    int bad = 0;
+    for (int64_t i = 0; i < n; ++i) bad |= p[i] != p[i];
+    return bad != 0;
+}
+
+// cv2.getGaussianKernel(size, 0) weights, normalised.
+std::vector<double> gaussian_1d(int size) {
+    const double sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8;
+    std::vector<double> k(size);
+    double sum = 0;
+    for (int i = 0; i < size; ++i) {
+        const double r = i - (size - 1) / 2.0;
+        k[i] = std::exp(-(r * r) / (2 * sigma * sigma));
+        sum += k[i];
+    }
+    for (double& v : k) v /= sum;
+    return k;
+}
+
+// The map seen by the decoder: real value = (p[i] - zp) * factor. For float maps zp = 0 and
+// factor = 1; for quantized maps argmax and signs are taken on the integers.
+template <class V>
+struct MapView {
+    const V* p;
+    int64_t h, w;
+    int zp;
+    double factor;
+    double real(int64_t y, int64_t x) const { return double(int64_t(0) + p[y * w + x] - zp) * factor; }
+    double diff(int64_t y1, int64_t x1, int64_t y0, int64_t x0) const {
+        return double(p[y1 * w + x1]) - double(p[y0 * w + x0]);
+    }
+};
+
+template <class V>
+double blur_at(const MapView<V>& m, int64_t y, int64_t x, const std::vector<double>& k1) {
+    const int64_t r = int64_t(k1.size()) / 2;
+    const int64_t y0 = std::max<int64_t>(0, y - r), y1 = std::min<int64_t>(m.h, y + r + 1);
+    const int64_t x0 = std::max<int64_t>(0, x - r), x1 = std::min<int64_t>(m.w, x + r + 1);
+    double total = 0;
+    for (int64_t xx = x0; xx < x1; ++xx) {  // (ky @ patch) @ kx, in that order
+        double col = 0;
+        for (int64_t yy = y0; yy < y1; ++yy) col += k1[yy - (y - r)] * m.real(yy, xx);
+        total += col * k1[xx - (x - r)];
+    }
+    return total;
+}
+
+template <class V>
+void dark_offset(const MapView<V>& m, int64_t px, int64_t py, const std::vector<double>& k1, double& ox,
+                 double& oy) {
+    auto lv = [&](int dy, int dx) { return std::log(std::max(blur_at(m, py + dy, px + dx, k1), 1e-10)); };
+    const double c = lv(0, 0);
+    const double dx = 0.5 * (lv(0, 1) - lv(0, -1));
+    const double dy = 0.5 * (lv(1, 0) - lv(-1, 0));
+    const double dxx = 0.25 * (lv(0, 2) - 2 * c + lv(0, -2));
+    const double dyy = 0.25 * (lv(2, 0) - 2 * c + lv(-2, 0));
+    const double dxy = 0.25 * (lv(1, 1) - lv(-1, 1) - lv(1, -1) + lv(-1, -1));
+    const double det = dxx * dyy - dxy * dxy;
+    if (det == 0) {
+        ox = oy = 0;
+        return;
+    }
+    ox = -(dyy * dx - dxy * dy) / det;
+    oy = -(-dxy * dx + dxx * dy) / det;
+}
+
+inline double sgn(double d) { return double((d > 0) - (d < 0)); }
+
+// One map -> heatmap coordinates (x, y) and score.
+template <class V>
+void decode_map(const MapView<V>& m, float score_factor, bool quantized, int refine,
+                const std::vector<double>& k1, double& x, double& y, float& score) {
+    const int64_t idx = argmax_first(m.p, m.h * m.w);
+    const V best = m.p[idx];
+    score = quantized ? float(int64_t(0) + best - m.zp) * score_factor : float(best);
+    x = y = 0;
+    if (!(score > 0)) return;
+    const int64_t px = idx % m.w, py = idx / m.w;
+    x = double(px);
+    y = double(py);
+    if (refine == REFINE_QUARTER) {
+        if (1 < px && px < m.w - 1 && 1 < py && py < m.h - 1) {
+            x += 0.25 * sgn(m.diff(py, px + 1, py, px - 1));
+            y += 0.25 * sgn(m.diff(py + 1, px, py - 1, px));
+        }
+    } else if (refine == REFINE_DARK) {
+        if (1 < px && px < m.w - 2 && 1 < py && py < m.h - 2) {
+            double ox, oy;
+            dark_offset(m, px, py, k1, ox, oy);
+            x += ox;
+            y += oy;
+        }
+    }
+}
+
+// Column of the flipped map that lands on column x after flip back (+ shift).
+inline int64_t flip_src_col(int64_t x, int64_t w, bool shift) {
+    if (shift && w > 1) return x == 0 ? w - 1 : w - x;
+    return w - 1 - x;
+}
+
+template <class Q>
+bool decode_typed(const DecodeArgs& a, float* coords, float* scores) {
+    const int64_t hw = a.h * a.w;
+    const bool quantized = a.type != HmType::F32;
+    const bool flip = a.flipped != nullptr;
+    const Q* hm = static_cast<const Q*>(a.hm);
+    const Q* fl = static_cast<const Q*>(a.flipped);
+    // quantized merge runs on int16 sums (q_a - zp) + (q_b - zp), which cannot overflow
+    using Merged = typename std::conditional<std::is_same<Q, float>::value, float, int16_t>::type;
+    std::vector<Merged> merged(flip ? hw : 0);
+    std::vector<int64_t> src_col(a.w);
+    for (int64_t x = 0; x < a.w; ++x) src_col[x] = flip_src_col(x, a.w, a.shift);
+    const double factor = quantized ? (flip ? a.scale * 0.5 : a.scale) : 1.0;
+    const float score_factor = float(factor);
+    std::vector<double> k1;
+    if (a.refine == REFINE_DARK) k1 = gaussian_1d(a.dark_kernel);
+    for (int64_t i = 0; i < a.n; ++i) {
+        for (int64_t j = 0; j < a.k; ++j) {
+            const Q* p = hm + (i * a.k + j) * hw;
+            double x, y;
+            float s;
+            if (!flip) {
+                if (!quantized && has_nan(reinterpret_cast<const float*>(p), hw)) return false;
+                MapView<Q> m{p, a.h, a.w, quantized ? a.zero_point : 0, factor};
+                decode_map(m, score_factor, quantized, a.refine, k1, x, y, s);
+            } else {
+                const Q* q = fl + (i * a.k + a.perm[j]) * hw;
+                Merged* d = merged.data();
+                for (int64_t r = 0; r < a.h; ++r) {
+                    const Q* pr = p + r * a.w;
+                    const Q* qr = q + r * a.w;
+                    Merged* dr = d + r * a.w;
+                    if (quantized) {
+                        const int zp2 = 2 * a.zero_point;
+                        for (int64_t c = 0; c < a.w; ++c) dr[c] = Merged(int(pr[c]) + int(qr[src_col[c]]) - zp2);
+                    } else {
+                        for (int64_t c = 0; c < a.w; ++c) dr[c] = Merged((pr[c] + qr[src_col[c]]) * 0.5f);
+                    }
+                }
+                if (!quantized && has_nan(reinterpret_cast<const float*>(d), hw)) return false;
+                MapView<Merged> m{d, a.h, a.w, 0, factor};
+                decode_map(m, score_factor, quantized, a.refine, k1, x, y, s);
+            }
+            float* c = coords + (i * a.k + j) * 2;
+            if (a.inv) {
+                const double* t = a.inv + 6 * i;
+                c[0] = float(t[0] * x + t[1] * y + t[2]);
+                c[1] = float(t[3] * x + t[4] * y + t[5]);
+            } else {
+                c[0] = float(x);
+                c[1] = float(y);
+            }
+            scores[i * a.k + j] = s;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+bool decode(const DecodeArgs& a, float* coords, float* scores) {
+    switch (a.type) {
+        case HmType::F32: return decode_typed<float>(a, coords, scores);
+        case HmType::I8: return decode_typed<int8_t>(a, coords, scores);
+        case HmType::U8: return decode_typed<uint8_t>(a, coords, scores);
+    }
+    return false;
+}
+
+void flip_merge(const float* hm, const float* flipped, const int64_t* perm, int64_t n, int64_t k, int64_t h,
+                int64_t w, bool shift, float* out) {
+    const int64_t hw = h * w;
+    std::vector<int64_t> src_col(w);
+    for (int64_t x = 0; x < w; ++x) src_col[x] = flip_src_col(x, w, shift);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < k; ++j) {
+            const float* p = hm + (i * k + j) * hw;
+            const float* q = flipped + (i * k + perm[j]) * hw;
+            float* d = out + (i * k + j) * hw;
+            for (int64_t r = 0; r < h; ++r)
+                for (int64_t c = 0; c < w; ++c) d[r * w + c] = (p[r * w + c] + q[r * w + src_col[c]]) * 0.5f;
+        }
+}
+
+}  // namespace edgepose

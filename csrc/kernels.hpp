@@ -1,0 +1,61 @@
+// Plain C++ kernels of edgepose (no Python here): crop warp, heatmap decode, OKS NMS.
+// The Python wrappers validate every argument; these functions trust their inputs.
+#pragma once
+#include <cstdint>
+
+namespace edgepose {
+
+// A uint8 H x W x 3 image with arbitrary (possibly negative) byte strides.
+struct FrameView {
+    const uint8_t* data;
+    int64_t h, w;
+    int64_t row_stride, col_stride, ch_stride;
+};
+
+// OpenCV's inversion of a 2x3 affine (what warpAffine does without WARP_INVERSE_MAP).
+// Returns false when the matrix is singular.
+bool invert_affine_cv(const double* m, double* inv);
+
+// Crop N boxes, frame->crop matrices mats (N,2,3). u8: out (N,out_h,out_w,3).
+// f32: out (N,3,out_h,out_w) = (v - mean[c]) / std[c], channels in output order.
+// Returns the index of the first singular matrix, or -1.
+int64_t warp_crops_u8(const FrameView& f, const double* mats, int64_t n, int out_w, int out_h, bool to_rgb,
+                      uint8_t* out);
+int64_t warp_crops_f32(const FrameView& f, const double* mats, int64_t n, int out_w, int out_h, bool to_rgb,
+                       const float* mean, const float* std, float* out);
+
+enum Refine { REFINE_QUARTER = 0, REFINE_DARK = 1, REFINE_NONE = 2 };
+
+enum class HmType { F32, I8, U8 };
+
+struct DecodeArgs {
+    HmType type;
+    const void* hm;        // (N,K,H,W) contiguous
+    const void* flipped;   // same or nullptr
+    const double* inv;     // (N,2,3) or nullptr
+    const int64_t* perm;   // (K,) flip permutation
+    int64_t n, k, h, w;
+    bool shift;
+    double scale;          // quantized maps only
+    int zero_point;
+    int refine;
+    int dark_kernel;
+};
+
+// coords (N,K,2) float32, scores (N,K) float32. Returns false if a (merged) map holds NaN.
+bool decode(const DecodeArgs& a, float* coords, float* scores);
+
+// (N,K,H,W): out = (hm + flip_back(flipped)) * 0.5f
+void flip_merge(const float* hm, const float* flipped, const int64_t* perm, int64_t n, int64_t k, int64_t h,
+                int64_t w, bool shift, float* out);
+
+// Greedy OKS NMS; writes kept indices to keep, returns how many.
+int64_t oks_nms(const double* kpts, const double* scores, const double* areas, const double* sigmas, int64_t n,
+                int64_t k, double thr, double vis_thr, bool use_vis, int64_t* keep);
+
+// Soft OKS NMS (method 0 gaussian, 1 linear); returns how many were picked.
+int64_t soft_oks_nms(const double* kpts, const double* scores, const double* areas, const double* sigmas, int64_t n,
+                     int64_t k, double thr, double vis_thr, bool use_vis, int method, double sigma, double score_thr,
+                     int64_t* keep, double* new_scores);
+
+}  // namespace edgepose

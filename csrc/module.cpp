@@ -1,0 +1,206 @@
+// pybind11 bindings of edgepose._native. Argument checking lives in the Python wrappers
+// (edgepose/crop.py, decode.py, nms.py); here only what keeps memory safe is re-checked.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "kernels.hpp"
+
+namespace py = pybind11;
+using namespace edgepose;
+
+namespace {
+
+using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+[[noreturn]] void fail(const std::string& msg) { throw py::value_error(msg); }
+
+FrameView frame_view(const py::array& frame) {
+    if (!py::dtype::of<uint8_t>().is(frame.dtype()) || frame.ndim() != 3 || frame.shape(2) != 3)
+        fail("frame: expected a (H, W, 3) uint8 array");
+    if (frame.shape(0) < 1 || frame.shape(1) < 1) fail("frame: empty image");
+    return FrameView{static_cast<const uint8_t*>(frame.data()), frame.shape(0), frame.shape(1),
+                     frame.strides(0), frame.strides(1), frame.strides(2)};
+}
+
+const double* mats_ptr(const F64& mats, int64_t& n) {
+    if (mats.ndim() != 3 || mats.shape(1) != 2 || mats.shape(2) != 3) fail("matrices: expected (N, 2, 3)");
+    n = mats.shape(0);
+    return mats.data();
+}
+
+void check_out_size(int out_w, int out_h) {
+    if (out_w <= 0 || out_h <= 0) fail("out_size: expected (out_w, out_h) > 0");
+}
+
+py::array warp_u8(const py::array& frame, const F64& mats, int out_w, int out_h, bool to_rgb) {
+    FrameView f = frame_view(frame);
+    int64_t n;
+    const double* m = mats_ptr(mats, n);
+    check_out_size(out_w, out_h);
+    py::array_t<uint8_t> out({n, int64_t(out_h), int64_t(out_w), int64_t(3)});
+    uint8_t* o = out.mutable_data();
+    int64_t bad;
+    {
+        py::gil_scoped_release nogil;
+        bad = warp_crops_u8(f, m, n, out_w, out_h, to_rgb, o);
+    }
+    if (bad >= 0) fail("matrices: singular affine at index " + std::to_string(bad));
+    return std::move(out);
+}
+
+py::array warp_f32(const py::array& frame, const F64& mats, int out_w, int out_h, bool to_rgb, const F32& mean,
+                   const F32& std) {
+    FrameView f = frame_view(frame);
+    int64_t n;
+    const double* m = mats_ptr(mats, n);
+    check_out_size(out_w, out_h);
+    if (mean.size() != 3 || std.size() != 3) fail("mean/std: expected 3 values each");
+    py::array_t<float> out({n, int64_t(3), int64_t(out_h), int64_t(out_w)});
+    float* o = out.mutable_data();
+    int64_t bad;
+    {
+        py::gil_scoped_release nogil;
+        bad = warp_crops_f32(f, m, n, out_w, out_h, to_rgb, mean.data(), std.data(), o);
+    }
+    if (bad >= 0) fail("matrices: singular affine at index " + std::to_string(bad));
+    return std::move(out);
+}
+
+HmType hm_type(const py::array& a, const char* name) {
+    if (py::dtype::of<float>().is(a.dtype())) return HmType::F32;
+    if (py::dtype::of<int8_t>().is(a.dtype())) return HmType::I8;
+    if (py::dtype::of<uint8_t>().is(a.dtype())) return HmType::U8;
+    fail(std::string(name) + ": expected float32, int8 or uint8");
+}
+
+py::tuple decode_py(const py::array& hm_in, const py::object& flipped_in, const py::object& inv_in, const I64& perm,
+                    bool shift, double scale, int zero_point, int refine, int dark_kernel) {
+    if (hm_in.ndim() != 4) fail("heatmaps: expected (N, K, H, W)");
+    const HmType t = hm_type(hm_in, "heatmaps");
+    py::array hm = py::array::ensure(hm_in, py::array::c_style);
+    const int64_t n = hm.shape(0), k = hm.shape(1), h = hm.shape(2), w = hm.shape(3);
+    if (h < 1 || w < 1) fail("heatmaps: empty maps");
+    py::array fl;
+    if (!flipped_in.is_none()) {
+        fl = py::array::ensure(flipped_in, py::array::c_style);
+        if (!fl.ptr() || fl.ndim() != 4 || fl.shape(0) != n || fl.shape(1) != k || fl.shape(2) != h || fl.shape(3) != w ||
+            hm_type(fl, "flipped") != t)
+            fail("flipped: expected the same shape and dtype as heatmaps");
+    }
+    F64 inv;
+    if (!inv_in.is_none()) {
+        inv = F64::ensure(inv_in);
+        if (!inv.ptr() || inv.ndim() != 3 || inv.shape(0) != n || inv.shape(1) != 2 || inv.shape(2) != 3)
+            fail("inv_matrices: expected (N, 2, 3)");
+    }
+    if (perm.ndim() != 1 || perm.shape(0) != k) fail("flip_pairs: permutation must have K entries");
+    for (int64_t j = 0; j < k; ++j)
+        if (perm.data()[j] < 0 || perm.data()[j] >= k) fail("flip_pairs: index out of range");
+    if (refine < 0 || refine > 2) fail("refine: expected 0 (quarter), 1 (dark) or 2 (none)");
+    if (refine == REFINE_DARK && (dark_kernel < 3 || dark_kernel % 2 == 0)) fail("dark_kernel: must be odd and >= 3");
+    if (t != HmType::F32 && !(scale > 0 && std::isfinite(scale))) fail("scale: must be a positive finite number");
+
+    // (a default-constructed py::array is an empty array, not null: test the inputs instead)
+    const void* fl_ptr = flipped_in.is_none() ? nullptr : fl.data();
+    const double* inv_ptr = inv_in.is_none() ? nullptr : inv.data();
+    DecodeArgs a{t, hm.data(), fl_ptr, inv_ptr, perm.data(), n, k, h, w,
+                 shift, scale, zero_point, refine, dark_kernel};
+    py::array_t<float> coords({n, k, int64_t(2)});
+    py::array_t<float> scores(std::vector<py::ssize_t>{n, k});
+    float* c = coords.mutable_data();
+    float* s = scores.mutable_data();
+    bool ok;
+    {
+        py::gil_scoped_release nogil;
+        ok = decode(a, c, s);
+    }
+    if (!ok) fail("heatmaps: contain NaN (check the model output)");
+    return py::make_tuple(coords, scores);
+}
+
+py::array flip_merge_py(const F32& hm, const F32& fl, const I64& perm, bool shift) {
+    if (hm.ndim() != 4) fail("heatmaps: expected (N, K, H, W)");
+    const int64_t n = hm.shape(0), k = hm.shape(1), h = hm.shape(2), w = hm.shape(3);
+    if (fl.ndim() != 4 || fl.shape(0) != n || fl.shape(1) != k || fl.shape(2) != h || fl.shape(3) != w)
+        fail("flipped: expected the same shape as heatmaps");
+    if (perm.ndim() != 1 || perm.shape(0) != k) fail("flip_pairs: permutation must have K entries");
+    for (int64_t j = 0; j < k; ++j)
+        if (perm.data()[j] < 0 || perm.data()[j] >= k) fail("flip_pairs: index out of range");
+    py::array_t<float> out({n, k, h, w});
+    float* o = out.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        flip_merge(hm.data(), fl.data(), perm.data(), n, k, h, w, shift, o);
+    }
+    return std::move(out);
+}
+
+void check_nms(const F64& kpts, const F64& scores, const F64& areas, const F64& sigmas) {
+    if (kpts.ndim() != 3 || kpts.shape(2) != 3) fail("keypoints: expected (N, K, 3)");
+    const int64_t n = kpts.shape(0), k = kpts.shape(1);
+    if (scores.size() != n || areas.size() != n) fail("scores/areas: expected one value per pose");
+    if (sigmas.size() != k) fail("sigmas: expected one value per joint");
+}
+
+py::array oks_nms_py(const F64& kpts, const F64& scores, const F64& areas, const F64& sigmas, double thr,
+                     double vis_thr, bool use_vis) {
+    check_nms(kpts, scores, areas, sigmas);
+    const int64_t n = kpts.shape(0), k = kpts.shape(1);
+    py::array_t<int64_t> keep(n);
+    int64_t* kp = keep.mutable_data();
+    int64_t m;
+    {
+        py::gil_scoped_release nogil;
+        m = oks_nms(kpts.data(), scores.data(), areas.data(), sigmas.data(), n, k, thr, vis_thr, use_vis, kp);
+    }
+    keep.resize({m});
+    return std::move(keep);
+}
+
+py::tuple soft_oks_nms_py(const F64& kpts, const F64& scores, const F64& areas, const F64& sigmas, double thr,
+                          double vis_thr, bool use_vis, int method, double sigma, double score_thr) {
+    check_nms(kpts, scores, areas, sigmas);
+    if (method != 0 && method != 1) fail("method: expected 0 (gaussian) or 1 (linear)");
+    if (!(sigma > 0)) fail("sigma: must be > 0");
+    const int64_t n = kpts.shape(0), k = kpts.shape(1);
+    py::array_t<int64_t> keep(n);
+    py::array_t<double> ns(n);
+    int64_t* kp = keep.mutable_data();
+    double* sp = ns.mutable_data();
+    int64_t m;
+    {
+        py::gil_scoped_release nogil;
+        m = soft_oks_nms(kpts.data(), scores.data(), areas.data(), sigmas.data(), n, k, thr, vis_thr, use_vis,
+                         method, sigma, score_thr, kp, sp);
+    }
+    keep.resize({m});
+    ns.resize({m});
+    return py::make_tuple(keep, ns);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, mod) {
+    mod.doc() = "edgepose native kernels: crop warp, heatmap decode, OKS NMS (see docs/KERNELS.md)";
+    mod.def("warp_crops_u8", &warp_u8, py::arg("frame"), py::arg("mats"), py::arg("out_w"), py::arg("out_h"),
+            py::arg("to_rgb"), "Crop N boxes -> (N, out_h, out_w, 3) uint8; bit-exact with cv2.warpAffine.");
+    mod.def("warp_crops_f32", &warp_f32, py::arg("frame"), py::arg("mats"), py::arg("out_w"), py::arg("out_h"),
+            py::arg("to_rgb"), py::arg("mean"), py::arg("std"),
+            "Crop N boxes -> (N, 3, out_h, out_w) float32, (v - mean) / std.");
+    mod.def("decode", &decode_py, py::arg("heatmaps"), py::arg("flipped"), py::arg("inv"), py::arg("perm"),
+            py::arg("shift"), py::arg("scale"), py::arg("zero_point"), py::arg("refine"), py::arg("dark_kernel"),
+            "(N, K, H, W) heatmaps -> (coords (N, K, 2) float32, scores (N, K) float32).");
+    mod.def("flip_merge", &flip_merge_py, py::arg("heatmaps"), py::arg("flipped"), py::arg("perm"),
+            py::arg("shift"), "(heatmaps + flip_back(flipped)) / 2, float32 (N, K, H, W).");
+    mod.def("oks_nms", &oks_nms_py, py::arg("keypoints"), py::arg("scores"), py::arg("areas"), py::arg("sigmas"),
+            py::arg("thr"), py::arg("vis_thr"), py::arg("use_vis"), "Greedy OKS NMS -> kept indices (int64).");
+    mod.def("soft_oks_nms", &soft_oks_nms_py, py::arg("keypoints"), py::arg("scores"), py::arg("areas"),
+            py::arg("sigmas"), py::arg("thr"), py::arg("vis_thr"), py::arg("use_vis"), py::arg("method"),
+            py::arg("sigma"), py::arg("score_thr"), "Soft OKS NMS -> (kept indices, their scores).");
+}
