@@ -40,7 +40,11 @@ class ModelMeta:
         layout: ``"nchw"`` float input (ONNX) or ``"nhwc"`` uint8 (RKNN with mean/std inside).
         quantized: output dtype of the model (``"float32"``, ``"int8"``, ``"uint8"``, ``"float16"``).
         target: RKNN target platform, or ``""``.
+        output_scale, output_zero_point: quantization of an int8/uint8 output
+            (real = (q - zero_point) * scale); 0 / 0 when the output is float.
         source_config: the training config (dict) the model came from, for the record.
+        build: how an RKNN model was built (target, dtype, algorithm, method, calibration list,
+            ...), written by ``host_tools build-rknn``; empty for ONNX models.
     """
 
     input_size: Tuple[int, int] = (192, 256)
@@ -56,7 +60,10 @@ class ModelMeta:
     quantized: str = "float32"
     target: str = ""
     arch: str = ""
+    output_scale: float = 0.0
+    output_zero_point: int = 0
     source_config: Dict[str, Any] = field(default_factory=dict)
+    build: Dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     def validate(self) -> "ModelMeta":
@@ -82,6 +89,10 @@ class ModelMeta:
                 raise MetadataError(f"metadata flip_pairs: pair {p} out of range for {self.num_joints} joints")
         if self.layout not in ("nchw", "nhwc"):
             raise MetadataError(f"metadata layout: expected 'nchw' or 'nhwc', got {self.layout!r}")
+        if not float(self.output_scale) >= 0:
+            raise MetadataError(f"metadata output_scale: must be >= 0, got {self.output_scale}")
+        self.output_scale = float(self.output_scale)
+        self.output_zero_point = int(self.output_zero_point)
         if self.batch < 0:
             raise MetadataError(f"metadata batch: must be >= 0, got {self.batch}")
         return self

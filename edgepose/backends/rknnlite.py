@@ -1,0 +1,137 @@
+"""RKNNLite backend for Rockchip boards (rknn-toolkit-lite2, ``from rknnlite.api import RKNNLite``).
+
+The call sequence is the board's: ``RKNNLite()`` -> ``load_rknn(path)`` -> ``init_runtime(core_mask=..)``
+-> ``inference(inputs=[nhwc uint8], data_format='nhwc')`` per batch -> ``release()``. Each of
+the first two returns 0 on success; anything else (or an exception, e.g. ``Please specify the
+target in init_runtime!`` off the board) becomes one :class:`BackendError` naming the step.
+
+RKNNLite 2.x returns float32 outputs (its C runtime dequantizes). When a runtime hands back
+int8/uint8 outputs instead, they are passed on with the sidecar's ``output_scale`` /
+``output_zero_point`` for the decode kernel, never dequantized in Python.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from ..metadata import MetadataError, ModelMeta, read_sidecar
+from . import Backend, BackendError, InferResult, InputSpec
+
+CORE_MASKS = ("auto", "0", "1", "2", "0_1", "0_1_2", "all")
+
+
+def _import_rknnlite():
+    try:
+        from rknnlite.api import RKNNLite  # the board's runtime
+    except ImportError as exc:
+        raise BackendError(f"rknnlite is not installed ({exc}); on the board: pip install rknn-toolkit-lite2") from None
+    return RKNNLite
+
+
+def core_mask_value(cls: Any, core_mask: Union[str, int]) -> int:
+    """``"auto"``, ``"0"``, ``"1"``, ``"2"``, ``"0_1"``, ``"0_1_2"``, ``"all"`` (or an int) -> the
+    ``RKNNLite.NPU_CORE_*`` constant."""
+    if isinstance(core_mask, int):
+        return core_mask
+    key = str(core_mask).strip().lower()
+    if key not in CORE_MASKS:
+        raise ValueError(f"core_mask: expected one of {CORE_MASKS}, got {core_mask!r}")
+    attr = "NPU_CORE_" + key.upper()
+    if not hasattr(cls, attr):
+        raise BackendError(f"core_mask {key}: this rknnlite has no {attr}; use 'auto'")
+    return int(getattr(cls, attr))
+
+
+class RknnLiteBackend(Backend):
+    """Runs a ``.rknn`` model with its ``.rknn.json`` sidecar on the NPU.
+
+    Args:
+        core_mask: NPU cores (RK3588): ``"auto"`` or ``"0"``, ``"1"``, ``"2"``, ``"0_1"``, ``"0_1_2"``.
+        rknnlite_cls: the RKNNLite class (tests pass a double; default imports the real one).
+    """
+
+    name = "rknnlite"
+
+    def __init__(self, core_mask: Union[str, int] = "auto", rknnlite_cls: Optional[type] = None) -> None:
+        self.core_mask = core_mask
+        self._cls = rknnlite_cls
+        self._rt: Any = None
+        self._spec: Optional[InputSpec] = None
+        self.meta: Optional[ModelMeta] = None
+
+    def load(self, path: str | Path) -> ModelMeta:
+        path = Path(path)
+        meta = read_sidecar(path)
+        if meta.layout != "nhwc":
+            raise MetadataError(f"{path}: sidecar layout {meta.layout!r}; an RKNN model takes NHWC uint8 input "
+                                "(rebuild with host_tools build-rknn)")
+        if meta.quantized in ("int8", "uint8") and not meta.output_scale > 0:
+            raise MetadataError(f"{path}: sidecar says {meta.quantized} output but has no output_scale; "
+                                "rebuild with host_tools build-rknn")
+        cls = self._cls or _import_rknnlite()
+        mask = core_mask_value(cls, self.core_mask)
+        rt = cls()
+        try:
+            ret = rt.load_rknn(str(path))
+        except Exception as exc:
+            raise BackendError(f"{path}: RKNNLite.load_rknn failed ({exc})") from None
+        if ret != 0:
+            raise BackendError(f"{path}: RKNNLite.load_rknn returned {ret}; is it an .rknn file built for this toolkit?")
+        try:
+            ret = rt.init_runtime(core_mask=mask)
+        except Exception as exc:
+            rt.release()
+            raise BackendError(f"{path}: RKNNLite.init_runtime failed ({exc}); run on the board with its NPU driver "
+                               "(on a PC use the .onnx model)") from None
+        if ret != 0:
+            rt.release()
+            raise BackendError(f"{path}: RKNNLite.init_runtime returned {ret} (core_mask={self.core_mask}); "
+                               "check the NPU driver (dmesg | grep -i rknpu) and the core mask")
+        self._rt = rt
+        self._spec = InputSpec("nhwc", np.uint8, meta.batch or 1, meta.input_size)
+        self.meta = meta
+        return meta
+
+    @property
+    def input_spec(self) -> InputSpec:
+        if self._spec is None:
+            raise BackendError("rknnlite backend: load() a model first")
+        return self._spec
+
+    def infer(self, batch: np.ndarray) -> InferResult:
+        if self._rt is None or self.meta is None:
+            raise BackendError("rknnlite backend: load() a model first (or it was released)")
+        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
+            raise ValueError(f"batch: expected (N, H, W, 3) uint8 NHWC, got {batch.shape} {batch.dtype}")
+        try:
+            outs = self._rt.inference(inputs=[batch], data_format="nhwc")
+        except Exception as exc:
+            raise BackendError(f"RKNNLite.inference failed ({exc})") from None
+        if outs is None or len(outs) < 1:
+            raise BackendError("RKNNLite.inference returned no outputs (runtime error; see its log above)")
+        out = np.asarray(outs[0])
+        k = self.meta.num_joints
+        hw, hh = self.meta.heatmap_size
+        expect = (batch.shape[0], k, hh, hw)
+        if out.size != int(np.prod(expect)):
+            raise MetadataError(f"RKNN output shape {out.shape} does not match the sidecar {expect} "
+                                "(num_joints, heatmap_size); rebuild the model and sidecar together")
+        out = out.reshape(expect)
+        if out.dtype in (np.int8, np.uint8):
+            if not self.meta.output_scale > 0:
+                raise MetadataError(f"RKNN output is {out.dtype} but the sidecar has no output_scale")
+            return InferResult(np.ascontiguousarray(out), self.meta.output_scale, self.meta.output_zero_point)
+        if out.dtype != np.float32:
+            out = out.astype(np.float32)
+        return InferResult(np.ascontiguousarray(out))
+
+    def close(self) -> None:
+        if self._rt is not None:
+            rt, self._rt = self._rt, None
+            rt.release()
+
+    def describe(self) -> str:
+        tgt = self.meta.target if self.meta and self.meta.target else "?"
+        return f"rknnlite (NPU {tgt}, core_mask {self.core_mask}, batch {self._spec.batch if self._spec else '?'})"

@@ -1,0 +1,409 @@
+"""``edgepose run`` and ``edgepose info``: the command a user starts on the board.
+
+Bad input (no camera, missing model, unwritable or existing output, bad boxes) ends with one
+line on stderr and exit code 2; Ctrl-C / SIGTERM stop the loop and flush every output.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable, Dict, IO, List, Optional, Sequence
+
+import numpy as np
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------- arguments
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgepose", description="Top-down pose estimation on Rockchip NPU boards and PCs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a model on a camera, a video or an image")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--camera", metavar="INDEX", help="camera index (0 = /dev/video0) or a device path")
+    src.add_argument("--video", metavar="FILE", help="video file")
+    src.add_argument("--image", metavar="FILE", help="image file")
+    r.add_argument("--model", required=True, metavar="M", help=".onnx (metadata inside) or .rknn (+ .rknn.json)")
+    r.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "rknnlite"])
+    r.add_argument("--core-mask", default="auto", help="RK3588 NPU cores: auto, 0, 1, 2, 0_1, 0_1_2")
+    r.add_argument("--threads", type=int, default=0, help="onnxruntime CPU threads (0: its default)")
+    r.add_argument("--boxes", metavar="JSON", help="person boxes: [[x,y,w,h(,score)],...] or {\"frame\": [...]}")
+    r.add_argument("--detector", metavar="MODULE:NAME", help="detector plug-in: a callable frame -> (N,5) xywh+score "
+                   "(a class is instantiated without arguments)")
+    r.add_argument("--detect-every", type=int, default=1, metavar="N", help="run the detector every N frames and "
+                   "propagate boxes from the last poses in between (default 1)")
+    r.add_argument("--flip-test", action="store_true", help="also run mirrored crops and merge (slower, more accurate)")
+    r.add_argument("--no-track", action="store_true", help="do not assign track ids (all -1)")
+    r.add_argument("--max-age", type=int, default=30, help="frames a lost track keeps its id (default 30)")
+    r.add_argument("--jsonl", metavar="FILE", help="write one JSON line per frame to FILE ('-' = stdout)")
+    r.add_argument("--out", metavar="FILE", help="annotated video (.mp4, mp4v) or image (.jpg/.png for --image)")
+    r.add_argument("--serve", metavar="[HOST:]PORT", help="MJPEG preview server, e.g. :8080 (binds 127.0.0.1 unless a "
+                   "host is given)")
+    r.add_argument("--token", help="require this token (?token=T or X-Edgepose-Token header) on the preview server")
+    r.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0: all)")
+    r.add_argument("--force", action="store_true", help="overwrite existing --out / --jsonl files")
+    r.add_argument("--quiet", action="store_true", help="no status line")
+    i = sub.add_parser("info", help="print a model's metadata, the backend and the native kernel status")
+    i.add_argument("--model", required=True, metavar="M")
+    i.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "rknnlite"])
+    i.add_argument("--core-mask", default="auto")
+    return p
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _backend_options(args: argparse.Namespace) -> Dict[str, Any]:
+    from .backends import choose_backend
+
+    name = choose_backend(args.model, args.backend)
+    if name == "rknnlite":
+        return {"core_mask": args.core_mask}
+    return {"threads": getattr(args, "threads", 0)}
+
+
+def load_estimator(args: argparse.Namespace, flip_test: bool = False):
+    """PoseEstimator for ``args.model``; user-fixable problems become UsageError."""
+    from .backends import BackendError
+    from .estimator import PoseEstimator
+    from .metadata import MetadataError
+
+    model = Path(args.model)
+    if not model.is_file():
+        raise UsageError(f"--model {model}: file not found")
+    try:
+        return PoseEstimator(model, backend=args.backend, flip_test=flip_test, **_backend_options(args))
+    except (MetadataError, BackendError, ValueError) as exc:
+        raise UsageError(f"--model {model}: {exc}") from None
+
+
+def _check_output(path: Optional[str], flag: str, force: bool) -> Optional[Path]:
+    if not path or path == "-":
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {p}: is a directory; give a file name")
+    if p.exists() and not force:
+        raise UsageError(f"{flag} {p}: exists; pass --force to overwrite it or choose another name")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {p}: folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{flag} {p}: folder {parent} is not writable")
+    return p
+
+
+def load_detector(spec: str) -> Callable[[np.ndarray], np.ndarray]:
+    """``module:name`` -> the detector callable (classes are instantiated with no arguments)."""
+    mod_name, _, attr = spec.partition(":")
+    if not mod_name or not attr:
+        raise UsageError(f"--detector {spec!r}: expected MODULE:NAME, e.g. mydet:Detector")
+    try:
+        obj = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"--detector {spec}: cannot import it ({exc})") from None
+    if isinstance(obj, type):
+        obj = obj()
+    if not callable(obj):
+        raise UsageError(f"--detector {spec}: not callable; it must map a BGR frame to (N, 5) boxes")
+    return obj
+
+
+class FrameSource:
+    """Frames from a camera, a video file or one image, with their media time in seconds."""
+
+    def __init__(self, camera: Optional[str] = None, video: Optional[str] = None, image: Optional[str] = None) -> None:
+        import cv2
+
+        self.cap = None
+        self.image = None
+        self.fps = 25.0
+        self.total = 0
+        self.live = camera is not None
+        if image is not None:
+            if not Path(image).is_file():
+                raise UsageError(f"--image {image}: file not found")
+            self.image = cv2.imread(image, cv2.IMREAD_COLOR)
+            if self.image is None:
+                raise UsageError(f"--image {image}: cannot decode it as an image")
+            self.total = 1
+            self.name = image
+        elif video is not None:
+            if not Path(video).is_file():
+                raise UsageError(f"--video {video}: file not found")
+            self.cap = cv2.VideoCapture(video)
+            if not self.cap.isOpened():
+                raise UsageError(f"--video {video}: OpenCV cannot open it (unsupported codec or not a video)")
+            self.name = video
+        else:
+            dev: Any = int(camera) if str(camera).isdigit() else camera
+            self.cap = cv2.VideoCapture(dev)
+            if not self.cap.isOpened():
+                raise UsageError(f"--camera {camera}: cannot open the camera (check it is connected, "
+                                 "ls /dev/video*, and that no other program uses it)")
+            self.name = f"camera {camera}"
+        if self.cap is not None:
+            fps = self.cap.get(cv2.CAP_PROP_FPS)
+            self.fps = float(fps) if fps and 1 <= fps <= 240 else 25.0
+            self.total = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self.live else 0
+        self._i = 0
+        self._t0 = time.monotonic()
+
+    def read(self):
+        """(frame, media time s) or (None, None) at the end."""
+        if self.image is not None:
+            if self._i > 0:
+                return None, None
+            self._i += 1
+            return self.image.copy(), 0.0
+        ok, frame = self.cap.read()
+        if not ok or frame is None:
+            return None, None
+        t = time.monotonic() - self._t0 if self.live else self._i / self.fps
+        self._i += 1
+        return frame, t
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+
+
+class StatusLine:
+    """fps and per-stage milliseconds on stderr, refreshed at most twice a second."""
+
+    def __init__(self, enabled: bool = True, stream: IO[str] = sys.stderr) -> None:
+        self.enabled = enabled
+        self.stream = stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self._last = 0.0
+        self._period = 0.5 if self.tty else 5.0
+        self._sum: Dict[str, float] = {}
+        self._n = 0
+        self._t0 = time.monotonic()
+        self.frames = 0
+
+    def update(self, timings: Dict[str, float], persons: int, force: bool = False) -> None:
+        self.frames += 1
+        for k, v in timings.items():
+            self._sum[k] = self._sum.get(k, 0.0) + v
+        self._n += 1
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._last < self._period):
+            return
+        fps = self.frames / max(now - self._t0, 1e-9)
+        stages = " ".join(f"{k} {v / self._n:.1f}" for k, v in self._sum.items())
+        line = f"frame {self.frames} | {fps:.1f} fps | {persons} person(s) | ms: {stages}"
+        self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        self.stream.flush()
+        self._last = now
+        self._sum, self._n = {}, 0
+
+    def finish(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ----------------------------------------------------------------------------- run
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    """The ``run`` loop; returns a summary (frames, persons, fps, mean stage ms, outputs)."""
+    import cv2
+
+    from .boxes import BoxSource, load_boxes_json
+    from .draw import draw_poses, stage_text
+    from .serve import PreviewServer
+    from .tracking import PoseTracker
+
+    if args.max_frames < 0:
+        raise UsageError(f"--max-frames {args.max_frames}: must be >= 0")
+    if args.detect_every < 1:
+        raise UsageError(f"--detect-every {args.detect_every}: must be >= 1")
+    if args.token and not args.serve:
+        raise UsageError("--token: only meaningful with --serve")
+    if args.boxes and args.detector:
+        raise UsageError("--boxes and --detector: give one or the other")
+    jsonl_path = _check_output(args.jsonl, "--jsonl", args.force)
+    out_path = _check_output(args.out, "--out", args.force)
+    if out_path is not None and out_path.suffix.lower() not in (".mp4", ".avi", ".mkv", ".mov", ".jpg", ".jpeg", ".png"):
+        raise UsageError(f"--out {out_path}: expected a .mp4 (or .avi/.mkv) video, or .jpg/.png with --image")
+    if out_path is not None and out_path.suffix.lower() in (".jpg", ".jpeg", ".png") and not args.image:
+        raise UsageError(f"--out {out_path}: an image file only fits --image; use .mp4 for a video or camera")
+    boxes = None
+    if args.boxes:
+        try:
+            boxes = load_boxes_json(args.boxes)
+        except (FileNotFoundError, ValueError) as exc:
+            raise UsageError(f"--boxes {exc}") from None
+    detector = load_detector(args.detector) if args.detector else None
+    estimator = load_estimator(args, flip_test=args.flip_test)
+    source_boxes = BoxSource(boxes, detector)
+    ks = estimator.keypoint_set
+    tracker = None if args.no_track else PoseTracker(estimator.sigmas, max_age=args.max_age,
+                                                     detect_every=args.detect_every)
+    skeleton = ks.skeleton if ks else ()
+
+    stop = {"flag": False, "why": ""}
+
+    def on_signal(signum, _frame):
+        stop["flag"], stop["why"] = True, signal.Signals(signum).name
+
+    summary: Dict[str, Any] = {"frames": 0, "persons": 0, "model": str(args.model), "backend": estimator.backend.describe()}
+    with ExitStack() as stack:
+        stack.callback(estimator.close)
+        source = FrameSource(args.camera, args.video, args.image)
+        stack.callback(source.close)
+        jsonl: Optional[IO[str]] = None
+        if args.jsonl == "-":
+            jsonl = sys.stdout
+        elif jsonl_path is not None:
+            try:
+                jsonl = open(jsonl_path, "w" if args.force else "x", encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"--jsonl {jsonl_path}: cannot write it ({exc.strerror or exc})") from None
+            stack.callback(jsonl.close)
+        server = None
+        if args.serve:
+            try:
+                server = PreviewServer(args.serve, args.token).start()
+            except (OSError, ValueError) as exc:
+                raise UsageError(str(exc)) from None
+            stack.callback(server.close)
+            print(f"edgepose: preview at {server.url}", file=sys.stderr, flush=True)
+        writer = None
+        status = StatusLine(not args.quiet)
+        prev_handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        in_main = threading_is_main()
+        if in_main:
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
+            stack.callback(lambda: [signal.signal(s, h) for s, h in prev_handlers.items()])
+        t_start = time.monotonic()
+        stage_sum: Dict[str, float] = {}
+        index = 0
+        while not stop["flag"]:
+            if args.max_frames and index >= args.max_frames:
+                break
+            t0 = time.perf_counter()
+            frame, t_media = source.read()
+            if frame is None:
+                break
+            t1 = time.perf_counter()
+            from_det = source_boxes.from_detector
+            if detector is not None and tracker is not None:
+                # the paper's scheme: detector boxes every N frames merged with boxes
+                # propagated from the last poses; propagated boxes alone in between
+                prop = tracker.propagated_boxes(frame.shape)
+                b = np.concatenate([source_boxes(frame, index), prop]) if tracker.should_detect(index) else prop
+            else:
+                b = source_boxes(frame, index)
+            t2 = time.perf_counter()
+            poses = estimator(frame, b, from_detector=from_det if b is not None else None)
+            if tracker is not None:
+                tracker.update(poses, index)
+            t3 = time.perf_counter()
+            if out_path is not None or server is not None:
+                draw_poses(frame, poses, skeleton)
+                if out_path is not None and not args.image:
+                    if writer is None:
+                        writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), source.fps,
+                                                 (frame.shape[1], frame.shape[0]))
+                        if not writer.isOpened():
+                            raise UsageError(f"--out {out_path}: OpenCV cannot write this video (try a .mp4 name)")
+                        stack.callback(writer.release)
+                    writer.write(frame)
+                elif out_path is not None:
+                    if not cv2.imwrite(str(out_path), frame):
+                        raise UsageError(f"--out {out_path}: OpenCV cannot write this image")
+                if server is not None:
+                    server.publish(frame)
+            t4 = time.perf_counter()
+            timings = {"capture": (t1 - t0) * 1e3, "boxes": (t2 - t1) * 1e3}
+            timings.update(estimator.last_timings)
+            timings["track"] = (t3 - t2) * 1e3 - sum(estimator.last_timings.values())
+            timings["draw"] = (t4 - t3) * 1e3
+            for k, v in timings.items():
+                stage_sum[k] = stage_sum.get(k, 0.0) + v
+            if jsonl is not None:
+                rec = {"frame": index, "time": round(float(t_media), 4), "persons": poses.to_list(),
+                       "ms": {k: round(v, 2) for k, v in timings.items()}}
+                jsonl.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            summary["persons"] += len(poses)
+            index += 1
+            status.update(timings, len(poses))
+        if jsonl is not None:
+            jsonl.flush()
+        status.finish()
+        elapsed = time.monotonic() - t_start
+        summary.update(frames=index, seconds=round(elapsed, 2), fps=round(index / max(elapsed, 1e-9), 2),
+                       stage_ms={k: round(v / max(index, 1), 2) for k, v in stage_sum.items()},
+                       stopped_by=stop["why"] or None, jsonl=str(args.jsonl) if args.jsonl else None,
+                       out=str(out_path) if out_path else None, tracks=tracker._next_id if tracker else 0)
+        if index == 0 and not stop["flag"]:
+            raise UsageError(f"{source.name}: no frame could be read")
+        if stop["flag"] and not args.quiet:
+            print(f"edgepose: stopped by {stop['why']} after {index} frames; outputs flushed", file=sys.stderr)
+        if index and not args.quiet:
+            print(f"edgepose: {index} frames in {elapsed:.1f} s ({summary['fps']} fps); mean ms: "
+                  f"{stage_text(summary['stage_ms'])}", file=sys.stderr)
+    return summary
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def info(args: argparse.Namespace) -> Dict[str, Any]:
+    """Print metadata, backend and native kernel status; returns them as a dict."""
+    from . import __version__, implementation, native_available
+
+    est = load_estimator(args)
+    try:
+        meta = est.meta.to_dict()
+        meta.pop("source_config", None)
+        out = {"edgepose": __version__, "model": str(args.model), "backend": est.backend.describe(),
+               "kernels": implementation(), "native_built": native_available(), "metadata": meta}
+    finally:
+        est.close()
+    print(f"model:    {out['model']}")
+    print(f"backend:  {out['backend']}")
+    print(f"kernels:  {out['kernels']} (native extension {'built' if out['native_built'] else 'NOT built: NumPy twins'})")
+    print(f"edgepose: {out['edgepose']}")
+    print("metadata:")
+    for k, v in meta.items():
+        print(f"  {k}: {json.dumps(v) if isinstance(v, (list, dict)) else v}")
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            run(args)
+        else:
+            info(args)
+    except UsageError as exc:
+        print(f"edgepose: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("edgepose: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
