@@ -1,0 +1,205 @@
+"""Kernel 1 (crop warp): native == NumPy twin == cv2.warpAffine, bit for bit."""
+import importlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import edgepose
+from edgepose.geometry import crop_matrices, get_affine_transform
+
+crop = importlib.import_module("edgepose.crop")
+DATA = Path(__file__).resolve().parent / "data" / "coco_mini"
+native = pytest.mark.skipif(not edgepose.native_available(), reason="edgepose._native not built")
+IN_W, IN_H = 192, 256
+
+
+@pytest.fixture(scope="module")
+def frames():
+    imgs = [cv2.imread(str(p)) for p in sorted(DATA.glob("*.jpg"))]
+    assert imgs and all(i is not None and i.ndim == 3 for i in imgs)
+    return imgs
+
+
+@pytest.fixture(autouse=True)
+def _auto_impl():
+    edgepose.set_implementation("auto")
+    yield
+    edgepose.set_implementation("auto")
+
+
+def cv2_crops(frame, mats, size, to_rgb=False):
+    out = []
+    for m in mats:
+        c = cv2.warpAffine(np.ascontiguousarray(frame), m, size, flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        out.append(c[..., ::-1] if to_rgb else c)
+    return np.stack(out) if out else np.zeros((0, size[1], size[0], 3), np.uint8)
+
+
+def random_mats(rng, frame, n):
+    """Boxes inside, partly outside and fully outside the frame, rotated."""
+    h, w = frame.shape[:2]
+    x = rng.uniform(-0.5 * w, 1.2 * w, n)
+    y = rng.uniform(-0.5 * h, 1.2 * h, n)
+    bw = rng.uniform(5, w, n)
+    bh = rng.uniform(5, h, n)
+    boxes = np.stack([x, y, bw, bh], 1)
+    return crop_matrices(boxes, (IN_W, IN_H), rot=rng.uniform(-60, 60, n))[2]
+
+
+@native
+@pytest.mark.parametrize("to_rgb", [False, True])
+def test_u8_equals_cv2_and_twin_on_real_frames(frames, to_rgb):
+    rng = np.random.default_rng(1)
+    for frame in frames:
+        mats = random_mats(rng, frame, 6)
+        got = edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=to_rgb, layout="nhwc")
+        assert got.shape == (6, IN_H, IN_W, 3) and got.dtype == np.uint8 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, cv2_crops(frame, mats, (IN_W, IN_H), to_rgb))
+        np.testing.assert_array_equal(got, crop.warp_crops_numpy(frame, mats, (IN_W, IN_H), to_rgb, layout="nhwc"))
+
+
+@native
+def test_f32_equals_cv2_plus_normalise(frames):
+    rng = np.random.default_rng(2)
+    frame = frames[0]
+    mats = random_mats(rng, frame, 4)
+    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+    got = edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=mean, std=std)
+    assert got.shape == (4, 3, IN_H, IN_W) and got.dtype == np.float32 and got.flags.c_contiguous
+    ref = (cv2_crops(frame, mats, (IN_W, IN_H), True).astype(np.float32) - np.float32(mean)) / np.float32(std)
+    np.testing.assert_array_equal(got, ref.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(got, crop.warp_crops_numpy(frame, mats, (IN_W, IN_H), True, mean, std))
+    # scalar mean/std broadcast; default = raw grey levels
+    raw = edgepose.warp_crops(frame, mats, (IN_W, IN_H))
+    np.testing.assert_array_equal(raw, cv2_crops(frame, mats, (IN_W, IN_H)).astype(np.float32).transpose(0, 3, 1, 2))
+
+
+@native
+@pytest.mark.parametrize("view", ["every_other_column", "crop_of_bigger", "reversed_channels", "big_stride", "flipped_rows"])
+def test_non_contiguous_frames(frames, view):
+    rng = np.random.default_rng(3)
+    base = frames[1]
+    if view == "every_other_column":
+        f = base[:, ::2]
+    elif view == "crop_of_bigger":
+        f = base[37:300, 51:410]
+    elif view == "reversed_channels":
+        f = base[..., ::-1]
+    elif view == "big_stride":
+        big = np.zeros((base.shape[0] * 3, base.shape[1] * 2 + 17, 5), np.uint8)
+        big[::3, 3:3 + 2 * base.shape[1]:2, 1:4] = base
+        f = big[::3, 3:3 + 2 * base.shape[1]:2, 1:4]
+    else:
+        f = base[::-1]
+    assert not f.flags.c_contiguous
+    mats = random_mats(rng, f, 5)
+    for rgb in (False, True):
+        got = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=rgb, layout="nhwc")
+        np.testing.assert_array_equal(got, cv2_crops(f, mats, (IN_W, IN_H), rgb))
+        gf = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=rgb, mean=[1, 2, 3], std=[2, 3, 4])
+        np.testing.assert_array_equal(gf, crop.warp_crops_numpy(f, mats, (IN_W, IN_H), rgb, [1, 2, 3], [2, 3, 4]))
+
+
+@native
+def test_fully_outside_is_zero_and_edges(frames):
+    frame = frames[0]
+    h, w = frame.shape[:2]
+    boxes = np.array([[w + 500, h + 500, 50, 80], [-400, -400, 50, 80], [-30, -40, 80, 100], [w - 40, h - 50, 80, 100]])
+    mats = crop_matrices(boxes, (IN_W, IN_H))[2]
+    got = edgepose.warp_crops(frame, mats, (IN_W, IN_H), layout="nhwc")
+    assert not got[:2].any()
+    assert got[2:].any()
+    np.testing.assert_array_equal(got, cv2_crops(frame, mats, (IN_W, IN_H)))
+
+
+@native
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (2, 2)])
+def test_tiny_frames(shape):
+    rng = np.random.default_rng(4)
+    f = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+    mats = np.array([[[1.0, 0, 0.3], [0, 1.0, 0.6]], [[0.5, 0.2, -0.4], [-0.1, 0.7, 0.2]], [[3.0, 0, 1], [0, 3.0, 1]]])
+    got = edgepose.warp_crops(f, mats, (5, 4), layout="nhwc")
+    np.testing.assert_array_equal(got, cv2_crops(f, mats, (5, 4)))
+    np.testing.assert_array_equal(got, crop.warp_crops_numpy(f, mats, (5, 4), layout="nhwc"))
+
+
+@native
+@settings(max_examples=40, deadline=None)
+@given(
+    a=st.floats(-3, 3), b=st.floats(-3, 3), c=st.floats(-3, 3), d=st.floats(-3, 3),
+    tx=st.floats(-300, 300), ty=st.floats(-300, 300), ow=st.integers(1, 40), oh=st.integers(1, 40),
+    fw=st.integers(1, 60), fh=st.integers(1, 60), seed=st.integers(0, 2**31),
+)
+def test_property_random_affines(a, b, c, d, tx, ty, ow, oh, fw, fh, seed):
+    if abs(a * d - b * c) < 1e-3:
+        return  # near-singular: covered by the error test
+    f = np.random.default_rng(seed).integers(0, 256, (fh, fw, 3), dtype=np.uint8)
+    m = np.array([[[a, b, tx], [c, d, ty]]])
+    got = edgepose.warp_crops(f, m, (ow, oh), layout="nhwc")
+    np.testing.assert_array_equal(got, cv2_crops(f, m, (ow, oh)))
+    np.testing.assert_array_equal(got, crop.warp_crops_numpy(f, m, (ow, oh), layout="nhwc"))
+
+
+@pytest.mark.parametrize("impl", ["numpy", "auto"])
+def test_empty_batch(frames, impl):
+    edgepose.set_implementation(impl)
+    out = edgepose.warp_crops(frames[0], np.zeros((0, 2, 3)), (IN_W, IN_H))
+    assert out.shape == (0, 3, IN_H, IN_W) and out.dtype == np.float32
+    out = edgepose.warp_crops(frames[0], np.zeros((0, 2, 3)), (IN_W, IN_H), layout="nhwc")
+    assert out.shape == (0, IN_H, IN_W, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("impl", ["numpy", "auto"])
+def test_errors_name_the_argument(frames, impl):
+    edgepose.set_implementation(impl)
+    f = frames[0]
+    good = crop_matrices([[0, 0, 50, 50]], (IN_W, IN_H))[2]
+    singular = np.array([[[1.0, 2.0, 0.0], [2.0, 4.0, 0.0]]])
+    cases = [
+        (dict(frame=f, matrices=singular, out_size=(IN_W, IN_H)), "matrices"),
+        (dict(frame=f, matrices=np.zeros((1, 2, 3)), out_size=(IN_W, IN_H)), "matrices"),
+        (dict(frame=f, matrices=np.full((1, 2, 3), np.nan), out_size=(IN_W, IN_H)), "matrices"),
+        (dict(frame=f, matrices=np.zeros((1, 3, 3)), out_size=(IN_W, IN_H)), "matrices"),
+        (dict(frame=f.astype(np.float32), matrices=good, out_size=(IN_W, IN_H)), "frame"),
+        (dict(frame=f[..., :2], matrices=good, out_size=(IN_W, IN_H)), "frame"),
+        (dict(frame=f[:, :, 0], matrices=good, out_size=(IN_W, IN_H)), "frame"),
+        (dict(frame=np.zeros((0, 5, 3), np.uint8), matrices=good, out_size=(IN_W, IN_H)), "frame"),
+        (dict(frame=f, matrices=good, out_size=(0, IN_H)), "out_size"),
+        (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), std=[1, 0, 1]), "std"),
+        (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), layout="hwc"), "layout"),
+        (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), layout="nhwc", mean=[1, 2, 3]), "mean"),
+    ]
+    for kwargs, name in cases:
+        with pytest.raises(ValueError, match=name):
+            edgepose.warp_crops(**kwargs)
+
+
+@native
+def test_switching_gives_same_result(frames):
+    mats = random_mats(np.random.default_rng(5), frames[2], 3)
+    edgepose.set_implementation("native")
+    a = edgepose.warp_crops(frames[2], mats, (IN_W, IN_H), to_rgb=True, mean=[0.5] * 3, std=[2.0] * 3)
+    edgepose.set_implementation("numpy")
+    b = edgepose.warp_crops(frames[2], mats, (IN_W, IN_H), to_rgb=True, mean=[0.5] * 3, std=[2.0] * 3)
+    np.testing.assert_array_equal(a, b)
+
+
+@native
+def test_native_module_rechecks_memory_safety():
+    from edgepose import _native
+
+    with pytest.raises(ValueError, match="frame"):
+        _native.warp_crops_u8(np.zeros((4, 4, 4), np.uint8), np.zeros((1, 2, 3)), 2, 2, False)
+    with pytest.raises(ValueError, match="matrices"):
+        _native.warp_crops_u8(np.zeros((4, 4, 3), np.uint8), np.zeros((1, 2, 3)), 2, 2, False)
+
+
+def test_twin_matches_cv2_single_box(frames):
+    """The NumPy twin alone (no native module needed) reproduces cv2.warpAffine."""
+    m = get_affine_transform((200.3, 150.7), (1.1, 1.4), 25.0, (IN_W, IN_H))
+    np.testing.assert_array_equal(crop.warp_one_numpy(frames[3], m, IN_W, IN_H), cv2_crops(frames[3], [m], (IN_W, IN_H))[0])
