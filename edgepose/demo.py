@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -81,7 +82,8 @@ def export_untrained_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, h, w)
     axes = {"input": {0: "batch"}, "heatmaps": {0: "batch"}} if dynamic_batch else None
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is the one RKNN takes
         torch.onnx.export(net, dummy, str(path), opset_version=13, input_names=["input"], output_names=["heatmaps"],
                           dynamic_axes=axes, dynamo=False)
     model = onnx.load(str(path))

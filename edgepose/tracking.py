@@ -95,7 +95,7 @@ class PoseTracker:
         n = len(poses)
         ids = np.full(n, -1, np.int64)
         # tracks past the timeout are gone before matching
-        self.tracks = [t for t in self.tracks if self.frame - t.last_seen <= self.max_age]
+        self.tracks = [t for t in self.tracks if self.frame - t.last_seen - 1 <= self.max_age]
         kp = np.concatenate([poses.keypoints.astype(np.float64), poses.scores[..., None].astype(np.float64)], axis=2)
         areas = np.maximum(poses.boxes[:, 2] * poses.boxes[:, 3], 1.0) if n else np.zeros(0)
         if n and self.tracks:

@@ -1,0 +1,251 @@
+"""Contract tests of the rknnlite backend against a test double of RKNNLite.
+
+The double keeps RKNNLite's call sequence, signatures, return codes (0 = success), core-mask
+constants and output conventions (a list of NCHW arrays, float32 by default), and its known
+failure modes: ``init_runtime`` raising ``Please specify the target in init_runtime!`` off the
+board, non-zero return codes, ``inference`` returning None on a runtime error. It executes the
+ONNX model named inside the fake ``.rknn`` file with onnxruntime, normalising the uint8 NHWC
+input itself (an RKNN model carries mean/std inside).
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _models import CLIP, rknn_from_onnx, tiny_onnx
+from edgepose.backends import BackendError, choose_backend, create_backend, installed
+from edgepose.backends.rknnlite import RknnLiteBackend, core_mask_value
+from edgepose.estimator import PoseEstimator
+from edgepose.metadata import MetadataError, read_onnx_metadata
+
+
+class FakeRKNNLite:
+    NPU_CORE_AUTO = 0
+    NPU_CORE_0 = 1
+    NPU_CORE_1 = 2
+    NPU_CORE_2 = 4
+    NPU_CORE_0_1 = 3
+    NPU_CORE_0_1_2 = 7
+    NPU_CORE_ALL = 0xFFFF
+
+    # knobs for failure modes, set per test
+    load_ret = 0
+    init_exc: Exception | None = None
+    init_ret = 0
+    infer_none = False
+    out_dtype = "float32"
+    instances: list = []
+
+    def __init__(self, verbose=False, verbose_file=None):
+        self.calls = []
+        self.sess = None
+        self.released = False
+        type(self).instances.append(self)
+
+    def load_rknn(self, path):
+        self.calls.append(("load_rknn", path))
+        if self.load_ret != 0:
+            return self.load_ret
+        data = Path(path).read_bytes()
+        if not data.startswith(b"FAKE-RKNN\n"):
+            return -1
+        import onnxruntime as ort
+
+        self.sess = ort.InferenceSession(data.split(b"\n", 1)[1].decode(), providers=["CPUExecutionProvider"])
+        self.meta = read_onnx_metadata(data.split(b"\n", 1)[1].decode())
+        return 0
+
+    def init_runtime(self, target=None, device_id=None, async_mode=False, core_mask=NPU_CORE_AUTO):
+        self.calls.append(("init_runtime", core_mask))
+        if self.init_exc is not None:
+            raise self.init_exc
+        return self.init_ret
+
+    def inference(self, inputs, data_format=None, inputs_pass_through=None, get_frame_id=False):
+        self.calls.append(("inference", data_format, inputs[0].shape, inputs[0].dtype))
+        if self.infer_none:
+            return None
+        x = inputs[0]
+        assert data_format == "nhwc" and x.dtype == np.uint8 and x.shape[0] == 1, "the real runtime has batch 1 here"
+        f = (x.astype(np.float32) - np.float32(self.meta.mean)) / np.float32(self.meta.std)
+        out = self.sess.run(None, {"input": np.ascontiguousarray(f.transpose(0, 3, 1, 2))})[0]
+        if self.out_dtype in ("int8", "dequantized"):
+            s, zp = self.scale, self.zero_point
+            out = np.clip(np.round(out / s) + zp, -128, 127).astype(np.int8)
+            if self.out_dtype == "dequantized":  # what a float-output runtime would hand back
+                out = ((out.astype(np.float32) - zp) * np.float32(s)).astype(np.float32)
+        return [out]
+
+    def release(self):
+        self.released = True
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory) -> Path:
+    return tiny_onnx(tmp_path_factory.mktemp("rk") / "tiny.onnx")
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    cls = type("FakeRKNNLiteT", (FakeRKNNLite,), {"instances": []})
+    return cls
+
+
+def _frame():
+    import cv2
+
+    cap = cv2.VideoCapture(str(CLIP))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    return frame
+
+
+BOXES = np.array([[20, 10, 150, 230], [170, 20, 160, 220]], np.float64)
+
+
+def test_double_matches_real_signatures():
+    """The double's methods take what the toolkit's RKNN class takes (same API as RKNNLite)."""
+    rknn_api = pytest.importorskip("rknn.api")
+    real = rknn_api.RKNN
+    for name in ("load_rknn", "inference", "release"):
+        assert list(inspect.signature(getattr(FakeRKNNLite, name)).parameters) == \
+               list(inspect.signature(getattr(real, name)).parameters)
+    assert "core_mask" in inspect.signature(real.init_runtime).parameters
+    for c in ("NPU_CORE_AUTO", "NPU_CORE_0", "NPU_CORE_1", "NPU_CORE_2", "NPU_CORE_0_1", "NPU_CORE_0_1_2"):
+        assert getattr(FakeRKNNLite, c) == getattr(real, c)
+
+
+def test_float_outputs_match_onnx_path(tmp_path, onnx_model, fake):
+    rk = tmp_path / "m.rknn"
+    rknn_from_onnx(onnx_model, rk)
+    frame = _frame()
+    ref = PoseEstimator(onnx_model)(frame, BOXES)
+    with PoseEstimator(rk, backend="rknnlite", rknnlite_cls=fake, core_mask="0_1_2") as est:
+        got = est(frame, BOXES)
+        rt = fake.instances[0]
+        assert rt.calls[0] == ("load_rknn", str(rk))
+        assert rt.calls[1] == ("init_runtime", fake.NPU_CORE_0_1_2)
+        infers = [c for c in rt.calls if c[0] == "inference"]
+        assert len(infers) == 2  # fixed batch 1 -> one call per person
+        assert all(c[1] == "nhwc" and c[2] == (1, 256, 192, 3) and c[3] == np.uint8 for c in infers)
+    assert rt.released
+    # same crops (uint8 then normalised the same way) and the same network: same keypoints
+    np.testing.assert_allclose(got.keypoints, ref.keypoints, atol=1e-3)
+    np.testing.assert_allclose(got.scores, ref.scores, atol=1e-4)
+
+
+def test_int8_outputs_go_to_decode_quantized(tmp_path, onnx_model, fake, monkeypatch):
+    rk = tmp_path / "q.rknn"
+    scale, zp = 0.01, -5
+    rknn_from_onnx(onnx_model, rk, quantized="int8", scale=scale, zero_point=zp)
+    fake.out_dtype, fake.scale, fake.zero_point = "int8", scale, zp
+    seen = {}
+    import edgepose.estimator as est_mod
+
+    real_decode = est_mod.decode
+
+    def spy(hm, inv, **kw):
+        seen["dtype"], seen["scale"], seen["zp"] = hm.dtype, kw["scale"], kw["zero_point"]
+        return real_decode(hm, inv, **kw)
+
+    monkeypatch.setattr(est_mod, "decode", spy)
+    frame = _frame()
+    est = PoseEstimator(rk, backend="rknnlite", rknnlite_cls=fake)
+    got = est(frame, BOXES)
+    assert seen == {"dtype": np.int8, "scale": scale, "zp": zp}  # never dequantized in Python
+    # the same int8 maps dequantized first give the same answer: decoding on the integers is exact
+    deq = type("FakeDeq", (fake,), {"instances": [], "out_dtype": "dequantized"})
+    rk_f = tmp_path / "f.rknn"
+    rknn_from_onnx(onnx_model, rk_f)
+    ref = PoseEstimator(rk_f, backend="rknnlite", rknnlite_cls=deq)(frame, BOXES)
+    np.testing.assert_allclose(got.keypoints, ref.keypoints, atol=1e-3)
+    np.testing.assert_allclose(got.scores, ref.scores, rtol=1e-5, atol=1e-6)
+    # and they stay near the float model (quantization only)
+    flt = PoseEstimator(onnx_model)(frame, BOXES)
+    np.testing.assert_allclose(got.scores, flt.scores, atol=scale)
+
+
+def test_flip_test_runs_on_rknn(tmp_path, onnx_model, fake):
+    rk = tmp_path / "m.rknn"
+    rknn_from_onnx(onnx_model, rk)
+    frame = _frame()
+    ref = PoseEstimator(onnx_model, flip_test=True)(frame, BOXES)
+    got = PoseEstimator(rk, backend="rknnlite", rknnlite_cls=fake, flip_test=True)(frame, BOXES)
+    assert len([c for c in fake.instances[0].calls if c[0] == "inference"]) == 4
+    np.testing.assert_allclose(got.keypoints, ref.keypoints, atol=1e-3)
+
+
+def test_init_runtime_off_board_is_one_clear_error(tmp_path, onnx_model, fake):
+    rk = tmp_path / "m.rknn"
+    rknn_from_onnx(onnx_model, rk)
+    fake.init_exc = Exception("Please specify the target in init_runtime!")
+    with pytest.raises(BackendError, match="init_runtime failed.*Please specify the target.*on the board"):
+        RknnLiteBackend(rknnlite_cls=fake).load(rk)
+    assert fake.instances[0].released
+
+
+@pytest.mark.parametrize("knob,value,match", [
+    ("load_ret", -1, "load_rknn returned -1"),
+    ("init_ret", -5, "init_runtime returned -5"),
+])
+def test_nonzero_return_codes(tmp_path, onnx_model, fake, knob, value, match):
+    rk = tmp_path / "m.rknn"
+    rknn_from_onnx(onnx_model, rk)
+    setattr(fake, knob, value)
+    with pytest.raises(BackendError, match=match):
+        RknnLiteBackend(rknnlite_cls=fake).load(rk)
+
+
+def test_inference_none_is_an_error(tmp_path, onnx_model, fake):
+    rk = tmp_path / "m.rknn"
+    rknn_from_onnx(onnx_model, rk)
+    fake.infer_none = True
+    est = PoseEstimator(rk, backend="rknnlite", rknnlite_cls=fake)
+    with pytest.raises(BackendError, match="no outputs"):
+        est(_frame(), BOXES)
+
+
+def test_sidecar_problems(tmp_path, onnx_model, fake):
+    rk = tmp_path / "m.rknn"
+    rk.write_bytes(b"FAKE-RKNN\n" + str(onnx_model).encode())
+    with pytest.raises(MetadataError, match="sidecar missing"):
+        RknnLiteBackend(rknnlite_cls=fake).load(rk)
+    rknn_from_onnx(onnx_model, rk, quantized="int8", scale=0.0)
+    with pytest.raises(MetadataError, match="no output_scale"):
+        RknnLiteBackend(rknnlite_cls=fake).load(rk)
+    # sidecar that disagrees with the model's output: caught at the first inference, clearly
+    meta = rknn_from_onnx(onnx_model, rk)
+    meta.heatmap_size = (24, 32)
+    from edgepose.metadata import write_sidecar
+
+    write_sidecar(rk, meta)
+    est = PoseEstimator(rk, backend="rknnlite", rknnlite_cls=fake)
+    with pytest.raises(MetadataError, match="does not match the sidecar"):
+        est(_frame(), BOXES)
+
+
+def test_core_mask_names():
+    assert core_mask_value(FakeRKNNLite, "auto") == 0
+    assert core_mask_value(FakeRKNNLite, "0_1") == 3
+    assert core_mask_value(FakeRKNNLite, "2") == 4
+    with pytest.raises(ValueError, match="core_mask"):
+        core_mask_value(FakeRKNNLite, "3")
+
+
+def test_auto_choice_by_file_type(tmp_path, onnx_model):
+    assert choose_backend(onnx_model) == "onnxruntime"
+    rk = tmp_path / "m.rknn"
+    rknn_from_onnx(onnx_model, rk)
+    if installed("rknnlite"):
+        assert choose_backend(rk) == "rknnlite"
+    else:  # a PC: the board runtime is absent, say so and what to do
+        with pytest.raises(BackendError, match="rknn-toolkit-lite2"):
+            create_backend(rk)
+    with pytest.raises(ValueError, match="cannot run on backend"):
+        choose_backend(rk, "onnxruntime")
+    with pytest.raises(ValueError, match="unknown model type"):
+        choose_backend(tmp_path / "m.pt")
