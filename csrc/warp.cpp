@@ -1,5 +1,6 @@
 // Kernel 1: bilinear crop warp, bit-exact with cv2.warpAffine(INTER_LINEAR, BORDER_CONSTANT)
 // on uint8 images. See edgepose/crop.py for the fixed-point rules this reproduces.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -13,12 +14,14 @@ namespace {
 constexpr int kInterBits = 5;
 constexpr int kAbBits = 10;
 constexpr int kTab = 1 << kInterBits;  // 32 sub-pixel positions
+constexpr int kShift = kAbBits - kInterBits;
 constexpr int64_t kRoundDelta = (1 << kAbBits) >> kInterBits >> 1;
 
-// One output row of source coordinates in 1/32 pixel (what OpenCV computes before remap).
-struct RowCoords {
-    std::vector<int64_t> adx, ady;  // per output column, 1/1024 pixel
-    double a[6];                    // crop->frame
+// Per-crop state: the crop->frame matrix and per-column coordinate steps.
+struct Sampler {
+    double a[6];
+    std::vector<int64_t> adx, ady;  // per output column, 1/1024 pixel (OpenCV's adelta/bdelta)
+
     void init(const double* inv, int out_w) {
         std::memcpy(a, inv, sizeof(a));
         adx.resize(out_w);
@@ -30,58 +33,74 @@ struct RowCoords {
     }
 };
 
-// Calls emit(x, v0, v1, v2) with the three interpolated source channels (in frame order) of
-// every pixel of output row y. Packed == frame is (.., 3) with unit channel and 3-byte column steps.
-template <bool Packed, class Emit>
-inline void sample_row(const FrameView& f, const RowCoords& rc, int y, int out_w, Emit emit) {
-    const int64_t X0 = std::llrint((rc.a[1] * y + rc.a[2]) * double(1 << kAbBits)) + kRoundDelta;
-    const int64_t Y0 = std::llrint((rc.a[4] * y + rc.a[5]) * double(1 << kAbBits)) + kRoundDelta;
+// Samples output row y and hands every pixel to sink(x, v0, v1, v2), channels in output order:
+// output channel c is frame channel ch[c] (BGR kept, or swapped to RGB).
+template <bool Packed, class Sink>
+inline void sample_row(const FrameView& f, const Sampler& s, int y, int out_w, const int ch[3], Sink sink) {
+    const int64_t X0 = std::llrint((s.a[1] * y + s.a[2]) * double(1 << kAbBits)) + kRoundDelta;
+    const int64_t Y0 = std::llrint((s.a[4] * y + s.a[5]) * double(1 << kAbBits)) + kRoundDelta;
+    // Plain locals: the uint8 stores below may alias anything reached through memory.
+    const uint8_t* const data = f.data;
     const int64_t cs = Packed ? 3 : f.col_stride, chs = Packed ? 1 : f.ch_stride, rs = f.row_stride;
     const int64_t w = f.w, h = f.h;
-    const int64_t* adx = rc.adx.data();
-    const int64_t* ady = rc.ady.data();
+    const int64_t* const adx = s.adx.data();
+    const int64_t* const ady = s.ady.data();
+    const int64_t o0 = ch[0] * chs, o1 = ch[1] * chs, o2 = ch[2] * chs;
+
+    // Source coordinates are linear in x, so the row's two end pixels bound all the others: when
+    // both have their whole 2x2 neighbourhood inside the frame, the row needs no border checks.
+    const int64_t ixa = ((X0 + adx[0]) >> kShift) >> kInterBits;
+    const int64_t ixb = ((X0 + adx[out_w - 1]) >> kShift) >> kInterBits;
+    const int64_t iya = ((Y0 + ady[0]) >> kShift) >> kInterBits;
+    const int64_t iyb = ((Y0 + ady[out_w - 1]) >> kShift) >> kInterBits;
+    if (std::min(ixa, ixb) >= 0 && std::max(ixa, ixb) < w - 1 && std::min(iya, iyb) >= 0 &&
+        std::max(iya, iyb) < h - 1) {
+        for (int x = 0; x < out_w; ++x) {
+            const int64_t X = (X0 + adx[x]) >> kShift, Y = (Y0 + ady[x]) >> kShift;
+            const int fx = int(X & (kTab - 1)), fy = int(Y & (kTab - 1));
+            const int w00 = (kTab - fx) * (kTab - fy), w01 = fx * (kTab - fy);
+            const int w10 = (kTab - fx) * fy, w11 = fx * fy;
+            const uint8_t* p = data + (Y >> kInterBits) * rs + (X >> kInterBits) * cs;
+            const uint8_t* q = p + rs;
+            sink(x, (w00 * p[o0] + w01 * p[cs + o0] + w10 * q[o0] + w11 * q[cs + o0] + 512) >> 10,
+                 (w00 * p[o1] + w01 * p[cs + o1] + w10 * q[o1] + w11 * q[cs + o1] + 512) >> 10,
+                 (w00 * p[o2] + w01 * p[cs + o2] + w10 * q[o2] + w11 * q[cs + o2] + 512) >> 10);
+        }
+        return;
+    }
     for (int x = 0; x < out_w; ++x) {
-        const int64_t X = (X0 + adx[x]) >> (kAbBits - kInterBits);
-        const int64_t Y = (Y0 + ady[x]) >> (kAbBits - kInterBits);
+        const int64_t X = (X0 + adx[x]) >> kShift;
+        const int64_t Y = (Y0 + ady[x]) >> kShift;
         const int64_t ix = X >> kInterBits, iy = Y >> kInterBits;
         const int fx = int(X & (kTab - 1)), fy = int(Y & (kTab - 1));
-        const int w00 = (kTab - fx) * (kTab - fy), w01 = fx * (kTab - fy);
-        const int w10 = (kTab - fx) * fy, w11 = fx * fy;
-        if (uint64_t(ix) < uint64_t(w - 1) && uint64_t(iy) < uint64_t(h - 1)) {
-            const uint8_t* p = f.data + iy * rs + ix * cs;
-            const uint8_t* q = p + rs;
-            int v[3];
-            for (int c = 0; c < 3; ++c) {
-                const int64_t o = c * chs;
-                v[c] = (w00 * p[o] + w01 * p[o + cs] + w10 * q[o] + w11 * q[o + cs] + 512) >> 10;
-            }
-            emit(x, v[0], v[1], v[2]);
-        } else if (ix >= -1 && ix < w && iy >= -1 && iy < h) {
-            // On the frame edge: neighbours outside the frame read as 0 (BORDER_CONSTANT).
-            int v[3] = {0, 0, 0};
-            const int64_t xs[2] = {ix, ix + 1}, ys[2] = {iy, iy + 1};
-            const int wt[2][2] = {{w00, w01}, {w10, w11}};
+        const int wt[2][2] = {{(kTab - fx) * (kTab - fy), fx * (kTab - fy)}, {(kTab - fx) * fy, fx * fy}};
+        int v[3] = {0, 0, 0};
+        if (ix >= -1 && ix < w && iy >= -1 && iy < h) {
+            // neighbours outside the frame read as 0 (BORDER_CONSTANT); farther pixels stay 0
             for (int r = 0; r < 2; ++r) {
-                if (ys[r] < 0 || ys[r] >= h) continue;
-                for (int s = 0; s < 2; ++s) {
-                    if (xs[s] < 0 || xs[s] >= w) continue;
-                    const uint8_t* p = f.data + ys[r] * rs + xs[s] * cs;
-                    for (int c = 0; c < 3; ++c) v[c] += wt[r][s] * p[c * chs];
+                const int64_t yy = iy + r;
+                if (yy < 0 || yy >= h) continue;
+                for (int c = 0; c < 2; ++c) {
+                    const int64_t xx = ix + c;
+                    if (xx < 0 || xx >= w) continue;
+                    const uint8_t* p = data + yy * rs + xx * cs;
+                    v[0] += wt[r][c] * p[o0];
+                    v[1] += wt[r][c] * p[o1];
+                    v[2] += wt[r][c] * p[o2];
                 }
             }
-            emit(x, (v[0] + 512) >> 10, (v[1] + 512) >> 10, (v[2] + 512) >> 10);
-        } else {
-            emit(x, 0, 0, 0);
+            for (int c = 0; c < 3; ++c) v[c] = (v[c] + 512) >> 10;
         }
+        sink(x, v[0], v[1], v[2]);
     }
 }
 
-template <class Emit>
-inline void sample(const FrameView& f, const RowCoords& rc, int y, int out_w, Emit emit) {
+template <class Sink>
+inline void sample(const FrameView& f, const Sampler& s, int y, int out_w, const int ch[3], Sink sink) {
     if (f.col_stride == 3 && f.ch_stride == 1)
-        sample_row<true>(f, rc, y, out_w, emit);
+        sample_row<true>(f, s, y, out_w, ch, sink);
     else
-        sample_row<false>(f, rc, y, out_w, emit);
+        sample_row<false>(f, s, y, out_w, ch, sink);
 }
 
 }  // namespace
@@ -103,23 +122,20 @@ bool invert_affine_cv(const double* m, double* inv) {
 
 int64_t warp_crops_u8(const FrameView& f, const double* mats, int64_t n, int out_w, int out_h, bool to_rgb,
                       uint8_t* out) {
-    RowCoords rc;
-    const int64_t crop = int64_t(out_w) * out_h * 3;
+    const int ch_bgr[3] = {0, 1, 2}, ch_rgb[3] = {2, 1, 0};
+    const int* ch = to_rgb ? ch_rgb : ch_bgr;
+    Sampler s;
+    const int64_t row = int64_t(out_w) * 3;
     for (int64_t i = 0; i < n; ++i) {
         double inv[6];
         if (!invert_affine_cv(mats + 6 * i, inv)) return i;
-        rc.init(inv, out_w);
-        uint8_t* dst = out + i * crop;
+        s.init(inv, out_w);
+        uint8_t* dst = out + i * row * out_h;
         for (int y = 0; y < out_h; ++y) {
-            uint8_t* row = dst + int64_t(y) * out_w * 3;
-            if (to_rgb)
-                sample(f, rc, y, out_w, [row](int x, int b, int g, int r) {
-                    row[3 * x] = uint8_t(r), row[3 * x + 1] = uint8_t(g), row[3 * x + 2] = uint8_t(b);
-                });
-            else
-                sample(f, rc, y, out_w, [row](int x, int b, int g, int r) {
-                    row[3 * x] = uint8_t(b), row[3 * x + 1] = uint8_t(g), row[3 * x + 2] = uint8_t(r);
-                });
+            uint8_t* d = dst + y * row;
+            sample(f, s, y, out_w, ch, [d](int x, int v0, int v1, int v2) {
+                d[3 * x] = uint8_t(v0), d[3 * x + 1] = uint8_t(v1), d[3 * x + 2] = uint8_t(v2);
+            });
         }
     }
     return -1;
@@ -132,26 +148,22 @@ int64_t warp_crops_f32(const FrameView& f, const double* mats, int64_t n, int ou
     float lut[3][256];
     for (int c = 0; c < 3; ++c)
         for (int v = 0; v < 256; ++v) lut[c][v] = (float(v) - mean[c]) / std[c];
-    RowCoords rc;
+    const int ch_bgr[3] = {0, 1, 2}, ch_rgb[3] = {2, 1, 0};
+    const int* ch = to_rgb ? ch_rgb : ch_bgr;
+    Sampler s;
     const int64_t plane = int64_t(out_w) * out_h;
     for (int64_t i = 0; i < n; ++i) {
         double inv[6];
         if (!invert_affine_cv(mats + 6 * i, inv)) return i;
-        rc.init(inv, out_w);
+        s.init(inv, out_w);
         float* p0 = out + i * 3 * plane;
         for (int y = 0; y < out_h; ++y) {
             float* r0 = p0 + int64_t(y) * out_w;
             float* r1 = r0 + plane;
             float* r2 = r1 + plane;
-            // output channel c reads frame channel c (BGR kept) or 2 - c (to RGB)
-            if (to_rgb)
-                sample(f, rc, y, out_w, [&](int x, int b, int g, int r) {
-                    r0[x] = lut[0][r], r1[x] = lut[1][g], r2[x] = lut[2][b];
-                });
-            else
-                sample(f, rc, y, out_w, [&](int x, int b, int g, int r) {
-                    r0[x] = lut[0][b], r1[x] = lut[1][g], r2[x] = lut[2][r];
-                });
+            sample(f, s, y, out_w, ch, [r0, r1, r2, &lut](int x, int v0, int v1, int v2) {
+                r0[x] = lut[0][v0], r1[x] = lut[1][v1], r2[x] = lut[2][v2];
+            });
         }
     }
     return -1;
