@@ -14,7 +14,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, Dict, IO, List, Optional, Sequence
+from typing import IO, Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--serve", metavar="[HOST:]PORT", help="MJPEG preview server, e.g. :8080 (binds 127.0.0.1 unless a "
                    "host is given)")
     r.add_argument("--token", help="require this token (?token=T or X-Edgepose-Token header) on the preview server")
+    r.add_argument("--draw-thr", type=float, default=0.2, metavar="T", help="draw joints scoring above T (default 0.2)")
     r.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0: all)")
     r.add_argument("--force", action="store_true", help="overwrite existing --out / --jsonl files")
     r.add_argument("--quiet", action="store_true", help="no status line")
@@ -247,7 +248,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         except (FileNotFoundError, ValueError) as exc:
             raise UsageError(f"--boxes {exc}") from None
     detector = load_detector(args.detector) if args.detector else None
-    estimator = load_estimator(args, flip_test=args.flip_test)
+    source = FrameSource(args.camera, args.video, args.image)  # fail fast on a bad input
+    try:
+        estimator = load_estimator(args, flip_test=args.flip_test)
+    except BaseException:
+        source.close()
+        raise
     source_boxes = BoxSource(boxes, detector)
     ks = estimator.keypoint_set
     tracker = None if args.no_track else PoseTracker(estimator.sigmas, max_age=args.max_age,
@@ -262,7 +268,6 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     summary: Dict[str, Any] = {"frames": 0, "persons": 0, "model": str(args.model), "backend": estimator.backend.describe()}
     with ExitStack() as stack:
         stack.callback(estimator.close)
-        source = FrameSource(args.camera, args.video, args.image)
         stack.callback(source.close)
         jsonl: Optional[IO[str]] = None
         if args.jsonl == "-":
@@ -309,12 +314,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             else:
                 b = source_boxes(frame, index)
             t2 = time.perf_counter()
-            poses = estimator(frame, b, from_detector=from_det if b is not None else None)
+            poses = estimator(frame, b, from_detector=True if from_det else None)
             if tracker is not None:
                 tracker.update(poses, index)
             t3 = time.perf_counter()
             if out_path is not None or server is not None:
-                draw_poses(frame, poses, skeleton)
+                draw_poses(frame, poses, skeleton, thr=args.draw_thr)
                 if out_path is not None and not args.image:
                     if writer is None:
                         writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), source.fps,
@@ -402,6 +407,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("edgepose: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `edgepose info ... | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     return 0
 
 

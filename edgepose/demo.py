@@ -129,7 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     jsonl = out / (video.stem + ".jsonl")
     annotated = out / (video.stem + "_annotated.mp4")
     cmd = ["run", "--video", str(video), "--model", str(model), "--jsonl", str(jsonl), "--out", str(annotated),
-           "--force"]
+           "--force", "--draw-thr", "-1"]  # untrained maps peak near 0.05: draw every joint
     if args.max_frames:
         cmd += ["--max-frames", str(args.max_frames)]
     print(f"[2/2] edgepose {' '.join(cmd)}", flush=True)

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..metadata import MetadataError, ModelMeta, read_onnx_metadata
+from ..metadata import MetadataError, ModelMeta
 from . import Backend, BackendError, InferResult, InputSpec
 
 
