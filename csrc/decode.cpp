@@ -2,6 +2,7 @@
 // flip-test merge fused in. Semantics: edgepose/decode.py (decode_numpy is the readable twin).
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "kernels.hpp"
@@ -10,12 +11,19 @@ namespace edgepose {
 
 namespace {
 
-// Index of the first maximum of p[0..n) (n >= 1). Pass 1 takes the maximum with independent
-// lanes the compiler turns into SIMD max; pass 2 finds the first block holding it. Both passes
-// run on a map that is in L1, so reading it twice costs little.
+// Scratch of one decode call: column maxima (and, for float maps, a NaN/inf detector).
 template <class V>
-int64_t argmax_first(const V* p, int64_t n) {
-    constexpr int L = 64 / sizeof(V) < 16 ? 16 : 64 / sizeof(V);
+struct ArgmaxScratch {
+    std::vector<V> col;
+    std::vector<float> chk;
+    explicit ArgmaxScratch(int64_t w) : col(w), chk(w) {}
+};
+
+// Integer maps: blocks of 64 bytes with independent lanes (which the compiler turns into
+// byte/word SIMD max), then the first block holding the maximum.
+template <class V>
+int64_t argmax_first_int(const V* p, int64_t n) {
+    constexpr int L = 64 / sizeof(V);
     int64_t i = 0;
     V best = p[0];
     if (n >= L) {
@@ -33,13 +41,52 @@ int64_t argmax_first(const V* p, int64_t n) {
     }
     for (; i < n; ++i)
         if (p[i] == best) return i;
-    return 0;  // unreachable for non-NaN input
+    return 0;  // unreachable
 }
 
-bool has_nan(const float* p, int64_t n) {
-    int bad = 0;
-    for (int64_t i = 0; i < n; ++i) bad |= p[i] != p[i];
-    return bad != 0;
+// Index of the first maximum (row-major, like np.argmax) of an h x w map; -1 if it holds NaN.
+// Pass 1 streams the map once, keeping per-column maxima: elementwise loops over a row, which
+// the compiler vectorises (max, and for floats a running sum of v * 0 that turns NaN as soon
+// as a NaN or inf passes). Pass 2 finds the first row holding the maximum while the map is in L1.
+template <class V>
+int64_t argmax_first(const V* p, int64_t h, int64_t w, ArgmaxScratch<V>& s) {
+    constexpr bool kFloat = std::is_floating_point<V>::value;
+    if (!kFloat) return argmax_first_int(p, h * w);
+    V* col = s.col.data();
+    float* chk = s.chk.data();
+    for (int64_t x = 0; x < w; ++x) col[x] = p[x];
+    if (kFloat)
+        for (int64_t x = 0; x < w; ++x) chk[x] = float(p[x]) * 0.0f;
+    for (int64_t y = 1; y < h; ++y) {
+        const V* r = p + y * w;
+        if (kFloat) {
+            for (int64_t x = 0; x < w; ++x) {
+                col[x] = r[x] > col[x] ? r[x] : col[x];
+                chk[x] += float(r[x]) * 0.0f;
+            }
+        } else {
+            for (int64_t x = 0; x < w; ++x) col[x] = r[x] > col[x] ? r[x] : col[x];
+        }
+    }
+    if (kFloat) {
+        float c = 0.0f;
+        for (int64_t x = 0; x < w; ++x) c += chk[x];
+        if (c != c) {  // NaN or inf somewhere: only NaN is an error
+            for (int64_t i = 0; i < h * w; ++i)
+                if (p[i] != p[i]) return -1;
+        }
+    }
+    V best = col[0];
+    for (int64_t x = 1; x < w; ++x) best = col[x] > best ? col[x] : best;
+    for (int64_t y = 0; y < h; ++y) {
+        const V* r = p + y * w;
+        int hit = 0;
+        for (int64_t x = 0; x < w; ++x) hit |= r[x] == best;
+        if (hit)
+            for (int64_t x = 0; x < w; ++x)
+                if (r[x] == best) return y * w + x;
+    }
+    return 0;  // unreachable
 }
 
 // cv2.getGaussianKernel(size, 0) weights, normalised.
@@ -107,13 +154,14 @@ inline double sgn(double d) { return double((d > 0) - (d < 0)); }
 
 // One map -> heatmap coordinates (x, y) and score.
 template <class V>
-void decode_map(const MapView<V>& m, float score_factor, bool quantized, int refine,
-                const std::vector<double>& k1, double& x, double& y, float& score) {
-    const int64_t idx = argmax_first(m.p, m.h * m.w);
+bool decode_map(const MapView<V>& m, float score_factor, bool quantized, int refine, const std::vector<double>& k1,
+                ArgmaxScratch<V>& scratch, double& x, double& y, float& score) {
+    const int64_t idx = argmax_first(m.p, m.h, m.w, scratch);
+    if (idx < 0) return false;
     const V best = m.p[idx];
     score = quantized ? float(int64_t(0) + best - m.zp) * score_factor : float(best);
     x = y = 0;
-    if (!(score > 0)) return;
+    if (!(score > 0)) return true;
     const int64_t px = idx % m.w, py = idx / m.w;
     x = double(px);
     y = double(py);
@@ -130,12 +178,21 @@ void decode_map(const MapView<V>& m, float score_factor, bool quantized, int ref
             y += oy;
         }
     }
+    return true;
 }
 
-// Column of the flipped map that lands on column x after flip back (+ shift).
-inline int64_t flip_src_col(int64_t x, int64_t w, bool shift) {
-    if (shift && w > 1) return x == 0 ? w - 1 : w - x;
-    return w - 1 - x;
+// One row of the flip-test merge: out[x] = op(a[x], b[src(x)]) where src mirrors the flipped
+// row, shifted one pixel right when `shift` (column 0 then reads the flipped row's last pixel,
+// i.e. keeps the mirrored value, as the reference does). Written as plain reversed loops so the
+// compiler vectorises them.
+template <class A, class O, class Op>
+inline void merge_row(const A* a, const A* b, O* out, int64_t w, bool shift, Op op) {
+    if (shift && w > 1) {
+        out[0] = op(a[0], b[w - 1]);
+        for (int64_t x = 1; x < w; ++x) out[x] = op(a[x], b[w - x]);
+    } else {
+        for (int64_t x = 0; x < w; ++x) out[x] = op(a[x], b[w - 1 - x]);
+    }
 }
 
 template <class Q>
@@ -148,8 +205,8 @@ bool decode_typed(const DecodeArgs& a, float* coords, float* scores) {
     // quantized merge runs on int16 sums (q_a - zp) + (q_b - zp), which cannot overflow
     using Merged = typename std::conditional<std::is_same<Q, float>::value, float, int16_t>::type;
     std::vector<Merged> merged(flip ? hw : 0);
-    std::vector<int64_t> src_col(a.w);
-    for (int64_t x = 0; x < a.w; ++x) src_col[x] = flip_src_col(x, a.w, a.shift);
+    ArgmaxScratch<Q> raw_scratch(a.w);
+    ArgmaxScratch<Merged> merged_scratch(a.w);
     const double factor = quantized ? (flip ? a.scale * 0.5 : a.scale) : 1.0;
     const float score_factor = float(factor);
     std::vector<double> k1;
@@ -160,9 +217,8 @@ bool decode_typed(const DecodeArgs& a, float* coords, float* scores) {
             double x, y;
             float s;
             if (!flip) {
-                if (!quantized && has_nan(reinterpret_cast<const float*>(p), hw)) return false;
                 MapView<Q> m{p, a.h, a.w, quantized ? a.zero_point : 0, factor};
-                decode_map(m, score_factor, quantized, a.refine, k1, x, y, s);
+                if (!decode_map(m, score_factor, quantized, a.refine, k1, raw_scratch, x, y, s)) return false;
             } else {
                 const Q* q = fl + (i * a.k + a.perm[j]) * hw;
                 Merged* d = merged.data();
@@ -172,14 +228,13 @@ bool decode_typed(const DecodeArgs& a, float* coords, float* scores) {
                     Merged* dr = d + r * a.w;
                     if (quantized) {
                         const int zp2 = 2 * a.zero_point;
-                        for (int64_t c = 0; c < a.w; ++c) dr[c] = Merged(int(pr[c]) + int(qr[src_col[c]]) - zp2);
+                        merge_row(pr, qr, dr, a.w, a.shift, [zp2](Q u, Q v) { return Merged(int(u) + int(v) - zp2); });
                     } else {
-                        for (int64_t c = 0; c < a.w; ++c) dr[c] = Merged((pr[c] + qr[src_col[c]]) * 0.5f);
+                        merge_row(pr, qr, dr, a.w, a.shift, [](Q u, Q v) { return Merged((u + v) * 0.5f); });
                     }
                 }
-                if (!quantized && has_nan(reinterpret_cast<const float*>(d), hw)) return false;
                 MapView<Merged> m{d, a.h, a.w, 0, factor};
-                decode_map(m, score_factor, quantized, a.refine, k1, x, y, s);
+                if (!decode_map(m, score_factor, quantized, a.refine, k1, merged_scratch, x, y, s)) return false;
             }
             float* c = coords + (i * a.k + j) * 2;
             if (a.inv) {
@@ -210,15 +265,13 @@ bool decode(const DecodeArgs& a, float* coords, float* scores) {
 void flip_merge(const float* hm, const float* flipped, const int64_t* perm, int64_t n, int64_t k, int64_t h,
                 int64_t w, bool shift, float* out) {
     const int64_t hw = h * w;
-    std::vector<int64_t> src_col(w);
-    for (int64_t x = 0; x < w; ++x) src_col[x] = flip_src_col(x, w, shift);
     for (int64_t i = 0; i < n; ++i)
         for (int64_t j = 0; j < k; ++j) {
             const float* p = hm + (i * k + j) * hw;
             const float* q = flipped + (i * k + perm[j]) * hw;
             float* d = out + (i * k + j) * hw;
             for (int64_t r = 0; r < h; ++r)
-                for (int64_t c = 0; c < w; ++c) d[r * w + c] = (p[r * w + c] + q[r * w + src_col[c]]) * 0.5f;
+                merge_row(p + r * w, q + r * w, d + r * w, w, shift, [](float u, float v) { return (u + v) * 0.5f; });
         }
 }
 
