@@ -10,10 +10,8 @@ it with ``host_tools export-onnx`` and pass that model to ``edgepose run``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -41,21 +39,24 @@ def export_untrained_onnx(
     seed: int = 0,
     meta_overrides: Optional[dict] = None,
 ) -> Path:
-    """Export a randomly initialised model with edgepose metadata to ``path`` (ONNX opset 13,
-    input ``input`` ``(B, 3, h, w)``, output ``heatmaps`` ``(B, K, h/4, w/4)``).
+    """Export a randomly initialised model with edgepose metadata to ``path`` (overwritten),
+    through ``host_tools.export_onnx.export_model`` (opset 13, input ``input`` ``(B, 3, h, w)``,
+    output ``heatmaps`` ``(B, K, h/4, w/4)``, checked against torch).
 
     Args:
         layers: PoseResNet depth (18, 34, 50 ...) built by ``host_tools.model.get_pose_net``, or
             0 for a tiny stand-in network (tests).
         input_size: ``(w, h)``.
         dynamic_batch: a dynamic batch axis (metadata ``batch`` 0) or a fixed batch of 1.
-        meta_overrides: ModelMeta fields to override (tests write inconsistent metadata).
+        meta_overrides: ModelMeta fields changed *after* the export (tests write metadata that
+            disagrees with the model on purpose).
     """
-    import onnx
     import torch
 
+    from host_tools.export_onnx import embed_metadata, export_model
+
     from .keypoints import flip_pairs_list, get_keypoint_set
-    from .metadata import METADATA_KEY, ModelMeta
+    from .metadata import ModelMeta
 
     torch.manual_seed(seed)
     ks = get_keypoint_set(keypoint_set)
@@ -68,28 +69,19 @@ def export_untrained_onnx(
                                  f"MODEL.EXTRA.HEATMAP_SIZE=[{w // 4},{h // 4}]", f"DATASET.DATASET={keypoint_set}",
                                  f"MODEL.NUM_JOINTS={ks.num_joints}"])
         net = get_pose_net(cfg)
-        meta = model_meta(cfg, batch=0 if dynamic_batch else 1)
+        meta = model_meta(cfg)
     else:
         net = _tiny_net(ks.num_joints)
         meta = ModelMeta(input_size=(w, h), heatmap_size=(w // 4, h // 4), keypoint_set=ks.name,
-                         num_joints=ks.num_joints, flip_pairs=flip_pairs_list(ks), batch=0 if dynamic_batch else 1,
-                         arch="tiny_test_net")
+                         num_joints=ks.num_joints, flip_pairs=flip_pairs_list(ks), arch="tiny_test_net")
     meta.source_config = {**(meta.source_config or {}), "weights": "untrained (random init, seed %d)" % seed}
-    for k, v in (meta_overrides or {}).items():
-        setattr(meta, k, v)
-    net.eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    dummy = torch.zeros(1, 3, h, w)
-    axes = {"input": {0: "batch"}, "heatmaps": {0: "batch"}} if dynamic_batch else None
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is the one RKNN takes
-        torch.onnx.export(net, dummy, str(path), opset_version=13, input_names=["input"], output_names=["heatmaps"],
-                          dynamic_axes=axes, dynamo=False)
-    model = onnx.load(str(path))
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta.to_dict(), sort_keys=True)
-    onnx.save(model, str(path))
+    export_model(net, meta, path, batch=0 if dynamic_batch else 1, force=True, seed=seed)
+    if meta_overrides:
+        for k, v in meta_overrides.items():
+            setattr(meta, k, v)
+        embed_metadata(path, meta)
     return path
 
 

@@ -72,8 +72,10 @@ class FakeRKNNLite:
         assert data_format == "nhwc" and x.dtype == np.uint8 and x.shape[0] == 1, "the real runtime has batch 1 here"
         f = (x.astype(np.float32) - np.float32(self.meta.mean)) / np.float32(self.meta.std)
         out = self.sess.run(None, {"input": np.ascontiguousarray(f.transpose(0, 3, 1, 2))})[0]
-        if self.out_dtype in ("int8", "dequantized"):
-            s, zp = self.scale, self.zero_point
+        s, zp = getattr(self, "scale", 0.0), getattr(self, "zero_point", 0)
+        if self.out_dtype == "int16":
+            out = (np.round(out / s) + zp).astype(np.int16)
+        elif self.out_dtype in ("int8", "dequantized"):
             out = np.clip(np.round(out / s) + zp, -128, 127).astype(np.int8)
             if self.out_dtype == "dequantized":  # what a float-output runtime would hand back
                 out = ((out.astype(np.float32) - zp) * np.float32(s)).astype(np.float32)
@@ -169,6 +171,17 @@ def test_int8_outputs_go_to_decode_quantized(tmp_path, onnx_model, fake, monkeyp
     np.testing.assert_allclose(got.scores, flt.scores, atol=scale)
 
 
+def test_int16_outputs(tmp_path, onnx_model, fake):
+    """int16 builds have no integer decode kernel: the backend dequantizes them (sidecar scale)."""
+    rk = tmp_path / "w16.rknn"
+    rknn_from_onnx(onnx_model, rk, quantized="int16", scale=1e-4, zero_point=3)
+    fake.out_dtype, fake.scale, fake.zero_point = "int16", 1e-4, 3
+    frame = _frame()
+    got = PoseEstimator(rk, backend="rknnlite", rknnlite_cls=fake)(frame, BOXES)
+    ref = PoseEstimator(onnx_model)(frame, BOXES)
+    np.testing.assert_allclose(got.scores, ref.scores, atol=2e-4)
+
+
 def test_flip_test_runs_on_rknn(tmp_path, onnx_model, fake):
     rk = tmp_path / "m.rknn"
     rknn_from_onnx(onnx_model, rk)
@@ -214,9 +227,15 @@ def test_sidecar_problems(tmp_path, onnx_model, fake):
     rk.write_bytes(b"FAKE-RKNN\n" + str(onnx_model).encode())
     with pytest.raises(MetadataError, match="sidecar missing"):
         RknnLiteBackend(rknnlite_cls=fake).load(rk)
+    # what build-rknn writes for an INT8 model: dtype int8, no output scale. Fine with float
+    # outputs (RKNNLite's default); integer outputs then cannot be decoded and say so.
     rknn_from_onnx(onnx_model, rk, quantized="int8", scale=0.0)
+    est = PoseEstimator(rk, backend="rknnlite", rknnlite_cls=fake)
+    assert len(est(_frame(), BOXES)) == 2
+    fake.out_dtype, fake.scale, fake.zero_point = "int8", 0.01, 0
     with pytest.raises(MetadataError, match="no output_scale"):
-        RknnLiteBackend(rknnlite_cls=fake).load(rk)
+        est(_frame(), BOXES)
+    fake.out_dtype = "float32"
     # sidecar that disagrees with the model's output: caught at the first inference, clearly
     meta = rknn_from_onnx(onnx_model, rk)
     meta.heatmap_size = (24, 32)

@@ -67,9 +67,8 @@ class RknnLiteBackend(Backend):
         if meta.layout != "nhwc":
             raise MetadataError(f"{path}: sidecar layout {meta.layout!r}; an RKNN model takes NHWC uint8 input "
                                 "(rebuild with host_tools build-rknn)")
-        if meta.quantized in ("int8", "uint8") and not meta.output_scale > 0:
-            raise MetadataError(f"{path}: sidecar says {meta.quantized} output but has no output_scale; "
-                                "rebuild with host_tools build-rknn")
+        # An int8 model without output_scale in its sidecar is fine as long as the runtime
+        # hands back float32 (RKNNLite's default); integer outputs without it fail in infer().
         cls = self._cls or _import_rknnlite()
         mask = core_mask_value(cls, self.core_mask)
         rt = cls()
@@ -121,9 +120,15 @@ class RknnLiteBackend(Backend):
         out = out.reshape(expect)
         if out.dtype in (np.int8, np.uint8):
             if not self.meta.output_scale > 0:
-                raise MetadataError(f"RKNN output is {out.dtype} but the sidecar has no output_scale")
+                raise MetadataError(f"RKNN output is {out.dtype} but the sidecar has no output_scale; add the "
+                                    "output's scale/zero point to the sidecar (output_scale, output_zero_point)")
             return InferResult(np.ascontiguousarray(out), self.meta.output_scale, self.meta.output_zero_point)
-        if out.dtype != np.float32:
+        if out.dtype.kind in "iu":
+            # wider integers (int16 builds) have no decode kernel: dequantize here, the one exception
+            if not self.meta.output_scale > 0:
+                raise MetadataError(f"RKNN output is {out.dtype} but the sidecar has no output_scale")
+            out = ((out.astype(np.float32) - self.meta.output_zero_point) * np.float32(self.meta.output_scale))
+        elif out.dtype != np.float32:
             out = out.astype(np.float32)
         return InferResult(np.ascontiguousarray(out))
 
