@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "host is given)")
     r.add_argument("--token", help="require this token (?token=T or X-Edgepose-Token header) on the preview server")
     r.add_argument("--draw-thr", type=float, default=0.2, metavar="T", help="draw joints scoring above T (default 0.2)")
+    r.add_argument("--loop", action="store_true", help="replay the --video / --image until Ctrl-C (e.g. for --serve)")
     r.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0: all)")
     r.add_argument("--force", action="store_true", help="overwrite existing --out / --jsonl files")
     r.add_argument("--quiet", action="store_true", help="no status line")
@@ -124,9 +125,11 @@ def load_detector(spec: str) -> Callable[[np.ndarray], np.ndarray]:
 class FrameSource:
     """Frames from a camera, a video file or one image, with their media time in seconds."""
 
-    def __init__(self, camera: Optional[str] = None, video: Optional[str] = None, image: Optional[str] = None) -> None:
+    def __init__(self, camera: Optional[str] = None, video: Optional[str] = None, image: Optional[str] = None,
+                 loop: bool = False) -> None:
         import cv2
 
+        self.loop = bool(loop) and camera is None
         self.cap = None
         self.image = None
         self.fps = 25.0
@@ -164,11 +167,16 @@ class FrameSource:
     def read(self):
         """(frame, media time s) or (None, None) at the end."""
         if self.image is not None:
-            if self._i > 0:
+            if self._i > 0 and not self.loop:
                 return None, None
             self._i += 1
-            return self.image.copy(), 0.0
+            return self.image.copy(), (self._i - 1) / self.fps if self.loop else 0.0
         ok, frame = self.cap.read()
+        if (not ok or frame is None) and self.loop and self._i > 0:
+            import cv2
+
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # rewind; the media time keeps counting up
+            ok, frame = self.cap.read()
         if not ok or frame is None:
             return None, None
         t = time.monotonic() - self._t0 if self.live else self._i / self.fps
@@ -248,7 +256,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         except (FileNotFoundError, ValueError) as exc:
             raise UsageError(f"--boxes {exc}") from None
     detector = load_detector(args.detector) if args.detector else None
-    source = FrameSource(args.camera, args.video, args.image)  # fail fast on a bad input
+    source = FrameSource(args.camera, args.video, args.image, args.loop)  # fail fast on a bad input
     try:
         estimator = load_estimator(args, flip_test=args.flip_test)
     except BaseException:

@@ -181,3 +181,12 @@ def test_sigterm_stops_cleanly_serves_and_flushes(model, tmp_path):
     recs = _read_jsonl(jl)
     assert 0 < len(recs) < 280
     assert all(len(r["persons"]) >= 1 for r in recs)
+
+
+def test_loop_replays_the_clip(model, tmp_path, capsys):
+    clip = POSETRACK / "videos" / "000001_mpiinew_test" / "000001_mpiinew_test.mp4"  # 5 frames
+    assert main(["run", "--video", str(clip), "--model", str(model), "--jsonl", "-", "--loop", "--max-frames", "12",
+                 "--quiet"]) == 0
+    recs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["frame"] for r in recs] == list(range(12))
+    assert all(b["time"] > a["time"] for a, b in zip(recs, recs[1:]))
