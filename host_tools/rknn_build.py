@@ -272,17 +272,32 @@ def toolkit_log(log_path: Optional[Path]) -> Iterator[None]:
     if log_path is None:
         yield
         return
+    import logging
+
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(log_path, "ab") as f:
+    saved_py = sys.stdout, sys.stderr
+    with open(log_path, "a", buffering=1, errors="replace") as f:
+        # The toolkit's logging handlers hold the sys.stderr of their creation time, which is
+        # not fd 2 when a caller (pytest, a notebook) replaced sys.stderr: point them here too.
+        handlers = [h for h in logging.getLogger("rknnLogger").handlers
+                    if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+        old_streams = [h.setStream(f) for h in handlers]
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
+        sys.stdout = sys.stderr = f
         try:
             yield
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            f.flush()
+            sys.stdout, sys.stderr = saved_py
+            for h in logging.getLogger("rknnLogger").handlers:  # incl. ones created inside
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) and h.stream is f:
+                    h.setStream(saved_py[1])
+            for h, st in zip(handlers, old_streams):
+                if st is not None and not getattr(st, "closed", False):
+                    h.setStream(st)
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
