@@ -182,6 +182,11 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     if isinstance(default, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise UserError(f"config {key}: expected a number, got {value!r}")
     if isinstance(default, str):
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):

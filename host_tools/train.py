@@ -1,0 +1,245 @@
+"""``host_tools train``: train PoseResNet with the reference recipe.
+
+One process on CPU or one GPU, or several GPUs through ``torchrun`` (same entry point: when
+``WORLD_SIZE > 1`` it joins the process group, wraps the model in DistributedDataParallel and
+shards the data with a DistributedSampler; only rank 0 validates and writes files).
+
+Writes into the run folder (``OUTPUT_DIR/<dataset>/pose_resnet_<depth>/<cfg name>`` or ``--out``):
+``config.yaml``, ``checkpoint.pth.tar`` every epoch, ``model_best.pth.tar`` (best validation
+score, or lowest training loss with ``--no-validate``), ``final_state.pth.tar`` and ``log.csv``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from host_tools.checkpoint import BEST, CHECKPOINT, FINAL, find_resume, load_training_state, plain_state_dict, save_checkpoint
+from host_tools.config import Config, expected_heatmap_size, load_config
+from host_tools.datasets import build_dataset
+from host_tools.errors import UserError
+from host_tools.model import describe, get_pose_net
+
+__all__ = ["JointsMSELoss", "build_optimizer", "train", "train_one_epoch", "register"]
+
+
+class JointsMSELoss(nn.Module):
+    """``0.5 * mean((w * (pred - target))**2)`` over batch, joints and pixels, ``w`` the
+    per-joint ``target_weight`` (N, K, 1): the reference loss (0.5 * MSE averaged over joints)."""
+
+    def __init__(self, use_target_weight: bool = True) -> None:
+        super().__init__()
+        self.use_target_weight = use_target_weight
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
+        n, k = output.shape[:2]
+        pred = output.reshape(n, k, -1)
+        gt = target.reshape(n, k, -1)
+        if self.use_target_weight:
+            w = target_weight.reshape(n, k, 1)
+            pred, gt = pred * w, gt * w
+        return 0.5 * torch.mean((pred - gt) ** 2)
+
+
+def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam (lr) or SGD (lr, momentum, weight decay, nesterov), as ``TRAIN.OPTIMIZER`` says."""
+    if cfg.TRAIN.OPTIMIZER == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.TRAIN.LR, momentum=cfg.TRAIN.MOMENTUM,
+                               weight_decay=cfg.TRAIN.WD, nesterov=cfg.TRAIN.NESTEROV)
+    return torch.optim.Adam(model.parameters(), lr=cfg.TRAIN.LR)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def _worker_init(worker_id: int) -> None:
+    # Distinct, reproducible numpy/random streams per worker (torch seeds each worker already).
+    s = torch.initial_seed() % 2 ** 32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                    device: torch.device, epoch: int, max_iters: int = 0, progress: bool = True) -> Dict[str, float]:
+    """One pass over ``loader``; returns ``{"loss": mean loss, "images_per_s": throughput}``."""
+    model.train()
+    total, count, t0 = 0.0, 0, time.time()
+    n_iters = len(loader) if not max_iters else min(max_iters, len(loader))
+    bar = tqdm(total=n_iters, desc=f"epoch {epoch}", unit="it", disable=not progress, file=sys.stderr)
+    for it, (inp, target, weight, _) in enumerate(loader):
+        if max_iters and it >= max_iters:
+            break
+        inp, target, weight = inp.to(device), target.to(device), weight.to(device)
+        loss = criterion(model(inp), target, weight)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss is {loss.item()} at epoch {epoch} iteration {it}: lower TRAIN.LR")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * inp.shape[0]
+        count += inp.shape[0]
+        bar.update(1)
+        bar.set_postfix(loss=f"{total / count:.3e}", img_s=f"{count / max(time.time() - t0, 1e-9):.1f}")
+    bar.close()
+    return {"loss": total / max(count, 1), "images_per_s": count / max(time.time() - t0, 1e-9)}
+
+
+def _dist_setup() -> tuple:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+        rank, local = dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0"))
+    else:
+        rank, local = 0, 0
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    return world, rank, device
+
+
+def train(cfg: Config, out_dir: Path, validate_each_epoch: bool = True, progress: bool = True,
+          overwrite: bool = False) -> Dict[str, Any]:
+    """Train as the config says; returns ``{"best_perf", "last_loss", "epochs", "out_dir"}``.
+
+    Raises:
+        UserError: output folder already holds a run (without ``TRAIN.RESUME`` or ``overwrite``),
+        data or pretrained weights missing, heatmap size inconsistent with the network.
+    """
+    if list(cfg.MODEL.EXTRA.HEATMAP_SIZE) != expected_heatmap_size(cfg):
+        raise UserError(f"config MODEL.EXTRA.HEATMAP_SIZE {cfg.MODEL.EXTRA.HEATMAP_SIZE} does not match what the network "
+                        f"outputs for MODEL.IMAGE_SIZE {cfg.MODEL.IMAGE_SIZE}: use {expected_heatmap_size(cfg)}")
+    world, rank, device = _dist_setup()
+    main_proc = rank == 0
+    try:
+        out_dir = Path(out_dir)
+        resume_from = find_resume(out_dir, cfg.TRAIN.CHECKPOINT) if cfg.TRAIN.RESUME else None
+        if main_proc:
+            if (out_dir / CHECKPOINT).exists() and not cfg.TRAIN.RESUME and not overwrite:
+                raise UserError(f"{out_dir} already holds a training run; continue it with TRAIN.RESUME=true, "
+                                f"or pick another folder (--out / OUTPUT_DIR), or pass --overwrite")
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "config.yaml").write_text(cfg.dump())
+        seed_everything(int(cfg.TRAIN.SEED) + rank)
+        model = get_pose_net(cfg, is_train=True).to(device)
+        train_set = build_dataset(cfg, is_train=True)
+        valid_set = (build_dataset(cfg, is_train=False, use_gt_bbox=cfg.TEST.USE_GT_BBOX, det_file=cfg.TEST.COCO_BBOX_FILE)
+                     if validate_each_epoch and main_proc else None)
+        criterion = JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT)
+        optimizer = build_optimizer(cfg, model)
+        begin, best_perf = int(cfg.TRAIN.BEGIN_EPOCH), -math.inf
+        state = None
+        if cfg.TRAIN.RESUME:
+            if resume_from is None:
+                raise UserError(f"TRAIN.RESUME is true but {out_dir / CHECKPOINT} does not exist (set TRAIN.CHECKPOINT=<file>)")
+            state = load_training_state(resume_from)
+            model.load_state_dict(state["state_dict"], strict=False)
+            optimizer.load_state_dict(state["optimizer"])
+            begin, best_perf = int(state["epoch"]), float(state.get("best_perf", -math.inf))
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.TRAIN.LR_STEP, cfg.TRAIN.LR_FACTOR)
+        if state is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+        if world > 1:
+            model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        sampler = DistributedSampler(train_set, shuffle=cfg.TRAIN.SHUFFLE, seed=int(cfg.TRAIN.SEED)) if world > 1 else None
+        g = torch.Generator()
+        g.manual_seed(int(cfg.TRAIN.SEED) + rank)
+        loader = DataLoader(train_set, batch_size=cfg.TRAIN.BATCH_SIZE, shuffle=(sampler is None and cfg.TRAIN.SHUFFLE),
+                            sampler=sampler, num_workers=cfg.WORKERS, pin_memory=device.type == "cuda",
+                            drop_last=False, worker_init_fn=_worker_init, generator=g,
+                            persistent_workers=cfg.WORKERS > 0)
+        if main_proc:
+            print(f"=> {describe(plain_model(model))}, {len(train_set)} training boxes, {world} process(es) on {device}; "
+                  f"writing {out_dir}", file=sys.stderr)
+        log_path = out_dir / "log.csv"
+        last_loss = float("nan")
+        for epoch in range(begin, cfg.TRAIN.END_EPOCH):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            stats = train_one_epoch(model, loader, criterion, optimizer, device, epoch, cfg.TRAIN.MAX_ITERS,
+                                    progress=progress and main_proc)
+            scheduler.step()
+            last_loss = stats["loss"]
+            if world > 1:
+                t = torch.tensor([last_loss], device=device)
+                dist.all_reduce(t)
+                last_loss = float(t.item()) / world
+            if main_proc:
+                perf, table = -last_loss, ""
+                if valid_set is not None:
+                    from host_tools.valid import validate
+
+                    _, table, perf = validate(cfg, plain_model(model), valid_set, progress=False)
+                is_best = perf > best_perf
+                best_perf = max(best_perf, perf)
+                save_checkpoint(out_dir, model, optimizer, scheduler, epoch + 1, perf, best_perf, is_best, cfg.to_dict())
+                new = not log_path.exists()
+                with open(log_path, "a", newline="") as f:
+                    w = csv.writer(f)
+                    if new:
+                        w.writerow(["epoch", "lr", "train_loss", "images_per_s", "val_perf", "best"])
+                    w.writerow([epoch, f"{lr:.6g}", f"{last_loss:.6e}", f"{stats['images_per_s']:.2f}",
+                                f"{perf:.5f}" if valid_set is not None else "", int(is_best)])
+                msg = f"epoch {epoch}: loss {last_loss:.3e}, {stats['images_per_s']:.1f} img/s"
+                if valid_set is not None:
+                    msg += f", val {perf:.4f}" + (" (best)" if is_best else "")
+                print(msg, file=sys.stderr)
+        if main_proc:
+            torch.save(plain_state_dict(model), str(out_dir / FINAL))
+            if not (out_dir / BEST).exists():  # e.g. resumed past END_EPOCH
+                torch.save(plain_state_dict(model), str(out_dir / BEST))
+        return {"best_perf": best_perf, "last_loss": last_loss, "epochs": cfg.TRAIN.END_EPOCH - begin, "out_dir": str(out_dir)}
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def plain_model(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _main(args: argparse.Namespace) -> int:
+    from host_tools.valid import run_dir
+
+    overrides = list(args.opts)
+    if args.workers is not None:
+        overrides.append(f"WORKERS={args.workers}")
+    cfg = load_config(args.cfg, overrides)
+    out_dir = Path(args.out) if args.out else run_dir(cfg, args.cfg)
+    res = train(cfg, out_dir, validate_each_epoch=not args.no_validate, overwrite=args.overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"=> done: best {res['best_perf']:.4f}, last loss {res['last_loss']:.3e}; {out_dir}/{BEST}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    from host_tools.valid import add_config_args
+
+    p = subparsers.add_parser("train", help="train PoseResNet (CPU, one GPU, or torchrun for several)",
+                              description="Train PoseResNet. Several GPUs: torchrun --nproc_per_node=N -m host_tools train ...")
+    add_config_args(p)
+    p.add_argument("--out", default=None, help="run folder (default OUTPUT_DIR/<dataset>/pose_resnet_<depth>/<cfg name>)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (WORKERS)")
+    p.add_argument("--no-validate", action="store_true", help="skip the per-epoch validation (best = lowest training loss)")
+    p.add_argument("--overwrite", action="store_true", help="start over in a run folder that already has checkpoints")
+    p.set_defaults(func=_main)

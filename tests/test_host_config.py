@@ -1,0 +1,75 @@
+"""host_tools.config: original experiment files, unknown keys, overrides."""
+from pathlib import Path
+
+import pytest
+
+from host_tools.config import DEFAULTS, load_config, model_meta
+from host_tools.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXP = ROOT / "experiments"
+
+
+def test_original_experiment_yaml_loads():
+    cfg = load_config(EXP / "coco/resnet50/256x192_d256x3_adam_lr1e-3.yaml")
+    assert cfg.MODEL.EXTRA.NUM_LAYERS == 50
+    assert cfg.MODEL.IMAGE_SIZE == [192, 256]  # [w, h]
+    assert cfg.MODEL.EXTRA.HEATMAP_SIZE == [48, 64]
+    assert cfg.MODEL.EXTRA.NUM_DECONV_LAYERS == 3
+    assert cfg.DATASET.ROT_FACTOR == 40 and cfg.DATASET.SCALE_FACTOR == 0.3
+    assert cfg.TEST.FLIP_TEST is False and cfg.TEST.OKS_THRE == 0.9
+    assert cfg.TRAIN.LR_STEP == [90, 120] and cfg.TRAIN.OPTIMIZER == "adam"
+    assert cfg.MODEL.PRETRAINED.endswith("resnet50-19c8e357.pth")
+    # every top-level section of the seed's dump is there
+    for key in ("CUDNN", "DATASET", "DATA_DIR", "DEBUG", "GPUS", "LOG_DIR", "LOSS", "MODEL", "OUTPUT_DIR",
+                "PRINT_FREQ", "TEST", "TRAIN", "WORKERS"):
+        assert key in cfg
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(EXP)) for p in EXP.rglob("*.yaml")))
+def test_every_shipped_experiment_loads(path):
+    cfg = load_config(EXP / path)
+    assert cfg.MODEL.NUM_JOINTS == (16 if cfg.DATASET.DATASET == "mpii" else 17)
+
+
+def test_unknown_key_in_yaml_names_the_key(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("TRAIN:\n  LR: 0.01\n  LR_STEPS: [1, 2]\n")
+    with pytest.raises(UserError, match=r"unknown config key TRAIN\.LR_STEPS"):
+        load_config(p)
+
+
+def test_overrides_typed_and_checked():
+    cfg = load_config(None, ["TRAIN.END_EPOCH=2", "MODEL.EXTRA.NUM_LAYERS=18", "MODEL.IMAGE_SIZE=[96,128]",
+                             "TRAIN.LR=5e-4", "TEST.FLIP_TEST=true", "GPUS=0,1"])
+    assert cfg.TRAIN.END_EPOCH == 2 and cfg.MODEL.EXTRA.NUM_LAYERS == 18
+    assert cfg.MODEL.IMAGE_SIZE == [96, 128] and cfg.TRAIN.LR == 5e-4
+    assert cfg.TEST.FLIP_TEST is True and cfg.GPUS == "0,1"
+    # defaults are untouched by a load
+    assert DEFAULTS["TRAIN"]["END_EPOCH"] == 140
+    with pytest.raises(UserError, match=r"TRAIN\.NOPE"):
+        load_config(None, ["TRAIN.NOPE=1"])
+    with pytest.raises(UserError, match=r"TRAIN\.END_EPOCH: expected an integer"):
+        load_config(None, ["TRAIN.END_EPOCH=abc"])
+    with pytest.raises(UserError, match="KEY=value"):
+        load_config(None, ["TRAIN.END_EPOCH"])
+    with pytest.raises(UserError, match="NUM_LAYERS"):
+        load_config(None, ["MODEL.EXTRA.NUM_LAYERS=19"])
+    with pytest.raises(UserError, match="not found"):
+        load_config("/nonexistent/exp.yaml")
+
+
+def test_attribute_access_names_missing_key():
+    cfg = load_config()
+    with pytest.raises(AttributeError, match=r"TRAIN\.NOPE"):
+        cfg.TRAIN.NOPE
+
+
+def test_colour_convention_recorded_in_metadata():
+    rgb = model_meta(load_config())
+    bgr = model_meta(load_config(None, ["DATASET.COLOR_RGB=false"]))
+    assert rgb.color == "rgb" and bgr.color == "bgr"
+    assert rgb.mean == bgr.mean  # the ImageNet RGB numbers in both cases (the original's quirk for bgr)
+    mpii = model_meta(load_config(EXP / "mpii/resnet50/256x256_d256x3_adam_lr1e-3.yaml"))
+    assert mpii.keypoint_set == "mpii" and mpii.num_joints == 16 and [0, 5] in mpii.flip_pairs
+    assert mpii.input_size == (256, 256) and mpii.heatmap_size == (64, 64)
