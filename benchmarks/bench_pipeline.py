@@ -111,17 +111,20 @@ def main(argv=None) -> int:
         edgepose.set_implementation("auto")
     print(f"median ms per frame, PoseResNet-{args.layers} untrained, onnxruntime CPU, 1280x720 frames, "
           f"{args.frames} frames each")
-    cpu_stages = [s for s in STAGES if s not in ("infer", "capture")]
-    print(f"{'kernels':8} {'persons':>7} " + " ".join(f"{s:>8}" for s in STAGES) + f" {'cpu/pers':>9} {'cpu/infer':>9}")
+    cpu_stages = [s for s in STAGES if s not in ("infer", "capture", "draw")]
+    print(f"{'kernels':8} {'persons':>7} " + " ".join(f"{s:>8}" for s in STAGES)
+          + f" {'cpu/pers':>9} {'+draw':>7} {'cpu/infer':>9}")
     for (name, n), r in rows.items():
         cpu = sum(r[s] for s in cpu_stages)
-        print(f"{name:8} {n:>7} " + " ".join(f"{r[s]:8.3f}" for s in STAGES) + f" {cpu / n:9.3f} {cpu / r['infer']:8.1%}")
+        print(f"{name:8} {n:>7} " + " ".join(f"{r[s]:8.3f}" for s in STAGES)
+              + f" {cpu / n:9.3f} {(cpu + r['draw']) / n:7.3f} {cpu / r['infer']:8.1%}")
     if ("native", 1) in rows:
         for n in (1, 4):
             a, b = rows[("native", n)], rows[("numpy", n)]
             ratio = {s: b[s] / a[s] for s in ("warp", "decode", "nms") if a[s] > 0}
             print(f"numpy / native, {n} person(s): " + ", ".join(f"{s} x{v:.1f}" for s, v in ratio.items()))
-    print("cpu/pers: warp+decode+nms+boxes+track+draw per person (capture excluded: it is the JPEG decode)")
+    print("cpu/pers: boxes+warp+decode+nms+track per person; +draw: with the overlay (only for --out/--serve); "
+          "cpu/infer: cpu/pers x persons / infer. Capture (the JPEG decode) is excluded.")
     return 0
 
 
