@@ -164,7 +164,7 @@ class PoseEstimator:
                 pad = np.zeros((fixed - m,) + chunk.shape[1:], chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
             r = self.backend.infer(np.ascontiguousarray(chunk))
-            parts.append(r.heatmaps[:m])
+            parts.append(r.heatmaps[:m].copy())  # a backend may reuse its output buffer
             scale, zp = r.scale, r.zero_point
         return np.concatenate(parts), scale, zp
 

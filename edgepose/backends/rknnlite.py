@@ -1,16 +1,19 @@
 """RKNNLite backend for Rockchip boards (rknn-toolkit-lite2, ``from rknnlite.api import RKNNLite``).
 
-The call sequence is the board's: ``RKNNLite()`` -> ``load_rknn(path)`` -> ``init_runtime(core_mask=..)``
+The call sequence is the board's (rknn-toolkit-lite2 2.x): ``RKNNLite()`` -> ``load_rknn(path)`` -> ``init_runtime(core_mask=..)``
 -> ``inference(inputs=[nhwc uint8], data_format='nhwc')`` per batch -> ``release()``. Each of
 the first two returns 0 on success; anything else (or an exception, e.g. ``Please specify the
 target in init_runtime!`` off the board) becomes one :class:`BackendError` naming the step.
 
-RKNNLite 2.x returns float32 outputs (its C runtime dequantizes). When a runtime hands back
+RKNNLite 2.x returns float32 outputs (its C runtime dequantizes); with ``reuse_outputs`` (2.5)
+they are views of buffers that the next call overwrites, so :meth:`infer` results are only
+valid until the next call (the estimator copies what it keeps). When a runtime hands back
 int8/uint8 outputs instead, they are passed on with the sidecar's ``output_scale`` /
 ``output_zero_point`` for the decode kernel, never dequantized in Python.
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -58,6 +61,7 @@ class RknnLiteBackend(Backend):
         self.core_mask = core_mask
         self._cls = rknnlite_cls
         self._rt: Any = None
+        self.reuse_outputs = False
         self._spec: Optional[InputSpec] = None
         self.meta: Optional[ModelMeta] = None
 
@@ -89,6 +93,12 @@ class RknnLiteBackend(Backend):
             raise BackendError(f"{path}: RKNNLite.init_runtime returned {ret} (core_mask={self.core_mask}); "
                                "check the NPU driver (dmesg | grep -i rknpu) and the core mask")
         self._rt = rt
+        # lite2 >= 2.5 can hand back views of its staging buffers instead of new arrays;
+        # the estimator copies chunk results before the next call, so that is safe here
+        try:
+            self.reuse_outputs = "reuse_outputs" in inspect.signature(rt.inference).parameters
+        except (TypeError, ValueError):
+            self.reuse_outputs = False
         self._spec = InputSpec("nhwc", np.uint8, meta.batch or 1, meta.input_size)
         self.meta = meta
         return meta
@@ -105,7 +115,8 @@ class RknnLiteBackend(Backend):
         if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
             raise ValueError(f"batch: expected (N, H, W, 3) uint8 NHWC, got {batch.shape} {batch.dtype}")
         try:
-            outs = self._rt.inference(inputs=[batch], data_format="nhwc")
+            kw = {"reuse_outputs": True} if self.reuse_outputs else {}
+            outs = self._rt.inference(inputs=[batch], data_format="nhwc", **kw)
         except Exception as exc:
             raise BackendError(f"RKNNLite.inference failed ({exc})") from None
         if outs is None or len(outs) < 1:
