@@ -74,6 +74,34 @@ struct Oks {
         if (!use_vis) return tot / double(k);
         return cnt > 0 ? tot / double(cnt) : 0.0;
     }
+
+    // (*this)(g, d) > thr, deciding early when the joints seen so far already prove OKS <= thr:
+    // each unseen term is at most 1, so partial + unseen < thr * count settles it. The margin
+    // keeps that test on the safe side of rounding; every close call gets the exact value.
+    bool exceeds(int64_t g, int64_t d, double thr) {
+        const double* pg = kpts + g * k * 3;
+        const double* pd = kpts + d * k * 3;
+        int64_t count = k;
+        if (use_vis) {
+            count = 0;
+            for (int64_t j = 0; j < k; ++j) count += pd[3 * j + 2] > vis_thr;
+        }
+        if (count > 0 && thr > 0) {
+            const double limit = thr * double(count) * (1.0 - 1e-9) - 1e-9;
+            const double denom = (areas[g] + areas[d]) / 2 + kEps;
+            double partial = 0.0;
+            int64_t unseen = count;
+            for (int64_t j = 0; j < k; ++j) {
+                if (use_vis && !(pd[3 * j + 2] > vis_thr)) continue;
+                const double dx = pd[3 * j] - pg[3 * j], dy = pd[3 * j + 1] - pg[3 * j + 1];
+                const double e = (dx * dx + dy * dy) / var[j] / denom / 2;
+                partial += e > kExpZero ? 0.0 : std::exp(-e);
+                --unseen;
+                if (partial + double(unseen) < limit) return false;
+            }
+        }
+        return (*this)(g, d) > thr;
+    }
 };
 
 }  // namespace
@@ -92,7 +120,7 @@ int64_t oks_nms(const double* kpts, const double* scores, const double* areas, c
         keep[nkeep++] = i;
         int64_t out = 0;
         for (int64_t t = 1; t < m; ++t)
-            if (oks(i, order[t]) <= thr) order[out++] = order[t];
+            if (!oks.exceeds(i, order[t], thr)) order[out++] = order[t];
         m = out;
     }
     return nkeep;
