@@ -179,3 +179,37 @@ def test_bad_frame_and_boxes(models, frame):
         est(frame, np.array([[0, 0, -5, 10]]))
     with pytest.raises(ValueError, match="boxes"):
         est(frame, np.zeros((2, 3)))
+
+
+def test_posetrack_detector_boxes_through_nms(models):
+    """The PoseTrack18 detections of one real frame (100 boxes with scores, many overlapping)
+    through rescoring + OKS NMS: kept poses overlap by at most the threshold, and every dropped
+    pose overlaps a kept, better-scored one by more. (Untrained poses of overlapping boxes are
+    not near-identical, so the test uses thr 0.3 and counts every joint to make NMS bite.)"""
+    import json
+
+    from _models import POSETRACK, load_posetrack_frame
+    from edgepose.nms import oks_numpy
+
+    frame, _, _, _ = load_posetrack_frame("012834_mpii_test")
+    dets = json.loads((POSETRACK / "annotations" / "test_posetrack18_human_detections.json").read_text())
+    boxes = np.array([d["bbox"] + [d["score"]] for d in dets if d["image_id"] == 10128340000])
+    assert len(boxes) == 100
+    est = PoseEstimator(models["dynamic"], nms_thr=0.3, vis_thr=0.0)
+    every = est(frame, boxes, from_detector=False)
+    kept = est(frame, boxes)
+    assert 0 < len(kept) < len(every) == 100
+    assert np.all(np.diff(kept.person_scores) <= 1e-6)
+    kp = np.concatenate([every.keypoints, every.scores[..., None]], axis=2).astype(np.float64)
+    _, s, _ = crop_matrices(every.boxes, est.meta.input_size)
+    areas = s[:, 0] * s[:, 1] * 200 ** 2
+    idx = [int(np.flatnonzero((every.boxes == b).all(axis=1))[0]) for b in kept.boxes]
+
+    def oks(i, js):  # OKS of kept pose i against candidates js, as the NMS computes it
+        return oks_numpy(kp[i], kp[js], areas[i], areas[js], est.sigmas, 0.0)
+
+    for n, i in enumerate(idx):
+        assert np.all(oks(i, np.array(idx[n + 1:], int)) <= 0.3)
+    for j in sorted(set(range(100)) - set(idx)):
+        better = [i for i in idx if every.person_scores[i] >= every.person_scores[j]]
+        assert any(oks(i, np.array([j]))[0] > 0.3 for i in better), j
