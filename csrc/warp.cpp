@@ -21,6 +21,12 @@ constexpr int64_t kRoundDelta = (1 << kAbBits) >> kInterBits >> 1;
 struct Sampler {
     double a[6];
     std::vector<int64_t> adx, ady;  // per output column, 1/1024 pixel (OpenCV's adelta/bdelta)
+    // Axis-aligned crops (no rotation, the runtime's case): the source column of output column x
+    // is the same on every row, so it is computed once: ix (pixels) and fx (1/32) per column.
+    bool axis_aligned = false;
+    std::vector<int64_t> col_ix;
+    std::vector<int32_t> col_fx;
+    std::vector<uint16_t> vert;  // one row blended vertically, 3 values per source pixel
 
     void init(const double* inv, int out_w) {
         std::memcpy(a, inv, sizeof(a));
@@ -30,13 +36,25 @@ struct Sampler {
             adx[x] = std::llrint(a[0] * x * double(1 << kAbBits));
             ady[x] = std::llrint(a[3] * x * double(1 << kAbBits));
         }
+        axis_aligned = a[1] == 0.0 && a[3] == 0.0;
+        if (axis_aligned) {
+            // X0 does not depend on the row when a[1] == 0
+            const int64_t X0 = std::llrint((a[1] * 0 + a[2]) * double(1 << kAbBits)) + kRoundDelta;
+            col_ix.resize(out_w);
+            col_fx.resize(out_w);
+            for (int x = 0; x < out_w; ++x) {
+                const int64_t X = (X0 + adx[x]) >> kShift;
+                col_ix[x] = X >> kInterBits;
+                col_fx[x] = int32_t(X & (kTab - 1));
+            }
+        }
     }
 };
 
 // Samples output row y and hands every pixel to sink(x, v0, v1, v2), channels in output order:
 // output channel c is frame channel ch[c] (BGR kept, or swapped to RGB).
 template <bool Packed, class Sink>
-inline void sample_row(const FrameView& f, const Sampler& s, int y, int out_w, const int ch[3], Sink sink) {
+inline void sample_row(const FrameView& f, Sampler& s, int y, int out_w, const int ch[3], Sink sink) {
     const int64_t X0 = std::llrint((s.a[1] * y + s.a[2]) * double(1 << kAbBits)) + kRoundDelta;
     const int64_t Y0 = std::llrint((s.a[4] * y + s.a[5]) * double(1 << kAbBits)) + kRoundDelta;
     // Plain locals: the uint8 stores below may alias anything reached through memory.
@@ -55,6 +73,30 @@ inline void sample_row(const FrameView& f, const Sampler& s, int y, int out_w, c
     const int64_t iyb = ((Y0 + ady[out_w - 1]) >> kShift) >> kInterBits;
     if (std::min(ixa, ixb) >= 0 && std::max(ixa, ixb) < w - 1 && std::min(iya, iyb) >= 0 &&
         std::max(iya, iyb) < h - 1) {
+        if (Packed && s.axis_aligned) {
+            // All pixels of the row share the source rows iy, iy+1 and the fraction fy: blend those
+            // two rows once over the columns the row reads (a plain loop the compiler vectorises),
+            // then interpolate horizontally. (32-fx)((32-fy)a + fy c) + fx((32-fy)b + fy d) is the
+            // same integer as OpenCV's sum of four weight products, so the result is identical.
+            const int64_t Y = (Y0 + ady[0]) >> kShift;
+            const int fy = int(Y & (kTab - 1));
+            const int64_t lo = std::min(ixa, ixb), n = (std::max(ixa, ixb) + 2 - lo) * 3;
+            const uint8_t* top = data + (Y >> kInterBits) * rs + lo * 3;
+            const uint8_t* bot = top + rs;
+            if (s.vert.size() < size_t(n)) s.vert.resize(size_t(n));
+            uint16_t* v = s.vert.data();
+            for (int64_t i = 0; i < n; ++i) v[i] = uint16_t(top[i] * (kTab - fy) + bot[i] * fy);
+            const int64_t* cix = s.col_ix.data();
+            const int32_t* cfx = s.col_fx.data();
+            const int c0 = ch[0], c1 = ch[1], c2 = ch[2];
+            for (int x = 0; x < out_w; ++x) {
+                const uint16_t* q = v + (cix[x] - lo) * 3;
+                const int fx = cfx[x], gx = kTab - fx;
+                sink(x, (q[c0] * gx + q[3 + c0] * fx + 512) >> 10, (q[c1] * gx + q[3 + c1] * fx + 512) >> 10,
+                     (q[c2] * gx + q[3 + c2] * fx + 512) >> 10);
+            }
+            return;
+        }
         for (int x = 0; x < out_w; ++x) {
             const int64_t X = (X0 + adx[x]) >> kShift, Y = (Y0 + ady[x]) >> kShift;
             const int fx = int(X & (kTab - 1)), fy = int(Y & (kTab - 1));
@@ -96,7 +138,7 @@ inline void sample_row(const FrameView& f, const Sampler& s, int y, int out_w, c
 }
 
 template <class Sink>
-inline void sample(const FrameView& f, const Sampler& s, int y, int out_w, const int ch[3], Sink sink) {
+inline void sample(const FrameView& f, Sampler& s, int y, int out_w, const int ch[3], Sink sink) {
     if (f.col_stride == 3 && f.ch_stride == 1)
         sample_row<true>(f, s, y, out_w, ch, sink);
     else

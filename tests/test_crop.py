@@ -203,3 +203,31 @@ def test_twin_matches_cv2_single_box(frames):
     """The NumPy twin alone (no native module needed) reproduces cv2.warpAffine."""
     m = get_affine_transform((200.3, 150.7), (1.1, 1.4), 25.0, (IN_W, IN_H))
     np.testing.assert_array_equal(crop.warp_one_numpy(frames[3], m, IN_W, IN_H), cv2_crops(frames[3], [m], (IN_W, IN_H))[0])
+
+
+@native
+@pytest.mark.parametrize("to_rgb", [False, True])
+def test_axis_aligned_fast_path(frames, to_rgb):
+    """Unrotated crops (the runtime's case) take a separable path; mirrored (flip-test) and
+    zoomed-in/out crops, inside and across the frame edge, must still equal cv2 bit for bit."""
+    rng = np.random.default_rng(6)
+    f = frames[2]
+    h, w = f.shape[:2]
+    mats = []
+    for _ in range(12):
+        sx = rng.choice([-1, 1]) * rng.uniform(0.2, 4.0)
+        sy = rng.uniform(0.2, 4.0)
+        tx = rng.uniform(-0.5 * w, 0.5 * w) if sx > 0 else rng.uniform(0.5 * w, 1.5 * w) * abs(sx)
+        mats.append([[sx, 0.0, tx * (1 if sx > 0 else 1)], [0.0, sy, rng.uniform(-sy * h, 0.5 * h)]])
+    mats = np.array(mats)
+    mats = np.concatenate([mats, crop_matrices(_boxes_inside(rng, w, h, 4), (IN_W, IN_H))[2]])
+    got = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=to_rgb, layout="nhwc")
+    np.testing.assert_array_equal(got, cv2_crops(f, mats, (IN_W, IN_H), to_rgb))
+    gf = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=to_rgb, mean=[9, 8, 7], std=[3, 2, 1])
+    np.testing.assert_array_equal(gf, crop.warp_crops_numpy(f, mats, (IN_W, IN_H), to_rgb, [9, 8, 7], [3, 2, 1]))
+
+
+def _boxes_inside(rng, w, h, n):
+    bw = rng.uniform(20, w / 3, n)
+    bh = rng.uniform(20, h / 3, n)
+    return np.stack([rng.uniform(w / 4, w / 2, n), rng.uniform(h / 4, h / 2, n), bw, bh], 1)
