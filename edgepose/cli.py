@@ -243,8 +243,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         raise UsageError("--token: only meaningful with --serve")
     if args.boxes and args.detector:
         raise UsageError("--boxes and --detector: give one or the other")
+    if args.out == "-":
+        raise UsageError("--out -: the annotated output must be a file (.mp4, or .jpg/.png with --image)")
     jsonl_path = _check_output(args.jsonl, "--jsonl", args.force)
     out_path = _check_output(args.out, "--out", args.force)
+    given = [Path(p).resolve() for p in (args.video, args.image, args.model, args.boxes) if p]
+    for flag, p in (("--out", out_path), ("--jsonl", jsonl_path)):
+        if p is not None and p.resolve() in given:
+            raise UsageError(f"{flag} {p}: is one of the inputs; choose another output name")
+    if out_path is not None and jsonl_path is not None and out_path.resolve() == jsonl_path.resolve():
+        raise UsageError(f"--out and --jsonl: both name {out_path}; choose two files")
     if out_path is not None and out_path.suffix.lower() not in (".mp4", ".avi", ".mkv", ".mov", ".jpg", ".jpeg", ".png"):
         raise UsageError(f"--out {out_path}: expected a .mp4 (or .avi/.mkv) video, or .jpg/.png with --image")
     if out_path is not None and out_path.suffix.lower() in (".jpg", ".jpeg", ".png") and not args.image:
@@ -402,6 +410,9 @@ def info(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .backends import BackendError
+    from .metadata import MetadataError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -411,6 +422,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             info(args)
     except UsageError as exc:
         print(f"edgepose: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (BackendError, MetadataError) as exc:  # e.g. an RKNN sidecar that disagrees with the model
+        print(f"edgepose: error: {args.model}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("edgepose: interrupted", file=sys.stderr)

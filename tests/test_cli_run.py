@@ -190,3 +190,14 @@ def test_loop_replays_the_clip(model, tmp_path, capsys):
     recs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [r["frame"] for r in recs] == list(range(12))
     assert all(b["time"] > a["time"] for a, b in zip(recs, recs[1:]))
+
+
+def test_outputs_never_clobber_inputs(model, tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(CLIP.read_bytes())
+    _one_line_error(capsys, ["run", "--video", str(clip), "--model", str(model), "--out", str(clip), "--force"],
+                    "is one of the inputs")
+    _one_line_error(capsys, ["run", "--video", str(clip), "--model", str(model), "--jsonl", str(model), "--force"],
+                    "is one of the inputs")
+    _one_line_error(capsys, ["run", "--video", str(clip), "--model", str(model), "--out", "-"], "must be a file")
+    assert clip.read_bytes() == CLIP.read_bytes()
