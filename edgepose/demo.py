@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIP = ROOT / "tests" / "data" / "video" / "arm_wrestling.mp4"
+_CLIP_REL = Path("tests") / "data" / "video" / "arm_wrestling.mp4"
+# the checkout this package runs from, else the current folder (a non-editable install)
+CLIP = ROOT / _CLIP_REL if (ROOT / _CLIP_REL).is_file() else Path.cwd() / _CLIP_REL
 
 
 def _tiny_net(num_joints: int):

@@ -17,7 +17,8 @@ from edgepose.estimator import PoseEstimator
 from edgepose.geometry import crop_matrices
 
 rknn_api = pytest.importorskip("rknn.api", reason="rknn-toolkit2 (x86 converter) not installed")
-pytestmark = [pytest.mark.rknn, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [pytest.mark.rknn, pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:pkg_resources is deprecated:UserWarning")]
 
 
 def make_sim_class(onnx_path: Path, dataset: Path):
