@@ -390,15 +390,27 @@ def threading_is_main() -> bool:
 def info(args: argparse.Namespace) -> Dict[str, Any]:
     """Print metadata, backend and native kernel status; returns them as a dict."""
     from . import __version__, implementation, native_available
+    from .backends import installed
+    from .metadata import MetadataError, read_sidecar
 
-    est = load_estimator(args)
-    try:
-        meta = est.meta.to_dict()
-        meta.pop("source_config", None)
-        out = {"edgepose": __version__, "model": str(args.model), "backend": est.backend.describe(),
-               "kernels": implementation(), "native_built": native_available(), "metadata": meta}
-    finally:
+    model = Path(args.model)
+    if model.suffix.lower() == ".rknn" and args.backend in ("auto", "rknnlite") and not installed("rknnlite"):
+        # a PC inspecting a board model: the sidecar is readable without the NPU runtime
+        if not model.is_file():
+            raise UsageError(f"--model {model}: file not found")
+        try:
+            meta_obj = read_sidecar(model)
+        except MetadataError as exc:
+            raise UsageError(f"--model {model}: {exc}") from None
+        backend = "rknnlite (not installed here: on the board pip install rknn-toolkit-lite2)"
+    else:
+        est = load_estimator(args)
+        meta_obj, backend = est.meta, est.backend.describe()
         est.close()
+    meta = meta_obj.to_dict()
+    meta.pop("source_config", None)
+    out = {"edgepose": __version__, "model": str(args.model), "backend": backend,
+           "kernels": implementation(), "native_built": native_available(), "metadata": meta}
     print(f"model:    {out['model']}")
     print(f"backend:  {out['backend']}")
     print(f"kernels:  {out['kernels']} (native extension {'built' if out['native_built'] else 'NOT built: NumPy twins'})")

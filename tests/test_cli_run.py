@@ -201,3 +201,18 @@ def test_outputs_never_clobber_inputs(model, tmp_path, capsys):
                     "is one of the inputs")
     _one_line_error(capsys, ["run", "--video", str(clip), "--model", str(model), "--out", "-"], "must be a file")
     assert clip.read_bytes() == CLIP.read_bytes()
+
+
+def test_info_on_rknn_without_the_board_runtime(model, tmp_path, capsys):
+    from _models import rknn_from_onnx
+    from edgepose.backends import installed
+
+    rk = tmp_path / "m.rknn"
+    rknn_from_onnx(model, rk, quantized="int8")
+    if installed("rknnlite"):
+        pytest.skip("rknnlite installed: info loads the model for real")
+    assert main(["info", "--model", str(rk)]) == 0
+    out = capsys.readouterr().out
+    assert "not installed here" in out and "layout: nhwc" in out and "target: rk3588" in out
+    (tmp_path / "m.rknn.json").unlink()
+    _one_line_error(capsys, ["info", "--model", str(rk)], "sidecar missing")
