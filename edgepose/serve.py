@@ -132,7 +132,7 @@ def make_handler(hub: FrameHub, token: Optional[str]):
                     self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
                                      .encode() + jpeg + b"\r\n")
                     self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
+            except OSError:  # the client went away (broken pipe, reset, abort)
                 pass
 
     return Handler
