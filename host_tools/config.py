@@ -296,10 +296,14 @@ def check_config(cfg: Config) -> None:
 
 
 def expected_heatmap_size(cfg: Config) -> List[int]:
-    """Heatmap ``[w, h]`` that the configured network produces (input / 32 * 2**deconv steps)."""
-    w, h = cfg.MODEL.IMAGE_SIZE
-    f = 2 ** cfg.MODEL.EXTRA.NUM_DECONV_LAYERS
-    return [w // 32 * f, h // 32 * f]
+    """Heatmap ``[w, h]`` that the configured network produces: five stride-2 stages (each
+    ``ceil(n / 2)``), then x2 per deconv layer."""
+    out = []
+    for n in cfg.MODEL.IMAGE_SIZE:
+        for _ in range(5):
+            n = (n + 1) // 2
+        out.append(n * 2 ** cfg.MODEL.EXTRA.NUM_DECONV_LAYERS)
+    return out
 
 
 def model_meta(cfg: Config, **kw: Any):
