@@ -22,12 +22,14 @@ struct Sampler {
     double a[6];
     std::vector<int64_t> adx, ady;  // per output column, 1/1024 pixel (OpenCV's adelta/bdelta)
     // Axis-aligned crops (no rotation, the runtime's case): the source column of output column x
-    // is the same on every row, so it is computed once: ix (pixels) and fx (1/32) per column.
+    // is the same on every row, so it is computed once. Each row then blends its two source rows
+    // once ("vert", 3 values per source column, with two zero columns padding each side of the
+    // frame), and every output pixel is a horizontal blend of two vert entries.
     bool axis_aligned = false;
-    std::vector<int64_t> col_ix;
-    std::vector<int32_t> col_fx;
-    std::vector<uint16_t> vert;  // one row blended vertically, 3 values per source pixel
-
+    std::vector<int64_t> col_at;    // index into vert of the left tap, per output column
+    std::vector<int32_t> col_fx;    // horizontal fraction (1/32), per output column
+    std::vector<uint16_t> vert;     // columns -2 .. w+1 of the frame
+    int64_t span_lo = 0, span_hi = -1;  // frame columns that rows must blend
     void init(const double* inv, int out_w) {
         std::memcpy(a, inv, sizeof(a));
         adx.resize(out_w);
@@ -37,24 +39,80 @@ struct Sampler {
             ady[x] = std::llrint(a[3] * x * double(1 << kAbBits));
         }
         axis_aligned = a[1] == 0.0 && a[3] == 0.0;
-        if (axis_aligned) {
-            // X0 does not depend on the row when a[1] == 0
-            const int64_t X0 = std::llrint((a[1] * 0 + a[2]) * double(1 << kAbBits)) + kRoundDelta;
-            col_ix.resize(out_w);
-            col_fx.resize(out_w);
-            for (int x = 0; x < out_w; ++x) {
-                const int64_t X = (X0 + adx[x]) >> kShift;
-                col_ix[x] = X >> kInterBits;
-                col_fx[x] = int32_t(X & (kTab - 1));
-            }
+    }
+
+    // Per-column taps for an axis-aligned crop of a frame w pixels wide.
+    void init_axis(int out_w, int64_t w) {
+        // X0 does not depend on the row when a[1] == 0
+        const int64_t X0 = std::llrint((a[1] * 0 + a[2]) * double(1 << kAbBits)) + kRoundDelta;
+        col_at.resize(out_w);
+        col_fx.resize(out_w);
+        span_lo = w;
+        span_hi = -1;
+        for (int x = 0; x < out_w; ++x) {
+            const int64_t X = (X0 + adx[x]) >> kShift;
+            int64_t ix = X >> kInterBits;
+            // a pixel whose taps are both outside reads the two zero columns on that side
+            if (ix < -1) ix = -2;
+            if (ix >= w) ix = w;
+            col_at[x] = (ix + 2) * 3;
+            col_fx[x] = int32_t(X & (kTab - 1));
+            span_lo = std::min(span_lo, std::max<int64_t>(ix, 0));
+            span_hi = std::max(span_hi, std::min<int64_t>(ix + 1, w - 1));
         }
+        vert.assign(size_t(w + 4) * 3, 0);
     }
 };
+
+// Row y of an axis-aligned crop (see Sampler). Out-of-frame taps read zero, exactly as
+// BORDER_CONSTANT does, and (32-fx)((32-fy)a + fy c) + fx((32-fy)b + fy d) is the same integer as
+// OpenCV's sum of four weight products, so the result is identical to the general path.
+template <bool Packed, class Sink>
+inline void sample_row_axis(const FrameView& f, Sampler& s, int y, int out_w, const int ch[3], Sink sink) {
+    const int64_t Y = (std::llrint((s.a[4] * y + s.a[5]) * double(1 << kAbBits)) + kRoundDelta) >> kShift;
+    const int64_t iy = Y >> kInterBits;
+    const int fy = int(Y & (kTab - 1));
+    if (iy < -1 || iy >= f.h || s.span_hi < s.span_lo) {
+        for (int x = 0; x < out_w; ++x) sink(x, 0, 0, 0);
+        return;
+    }
+    const int64_t cs = Packed ? 3 : f.col_stride, chs = Packed ? 1 : f.ch_stride, rs = f.row_stride;
+    const int64_t lo = s.span_lo, n = s.span_hi + 1 - lo;
+    uint16_t* v = s.vert.data() + (lo + 2) * 3;
+    const uint8_t* top = iy >= 0 ? f.data + iy * rs + lo * cs : nullptr;
+    const uint8_t* bot = iy + 1 < f.h ? f.data + (iy + 1) * rs + lo * cs : nullptr;
+    const int wt = kTab - fy, wb = fy;
+    if (Packed) {
+        if (top && bot)
+            for (int64_t i = 0; i < 3 * n; ++i) v[i] = uint16_t(top[i] * wt + bot[i] * wb);
+        else if (top)
+            for (int64_t i = 0; i < 3 * n; ++i) v[i] = uint16_t(top[i] * wt);
+        else
+            for (int64_t i = 0; i < 3 * n; ++i) v[i] = uint16_t(bot[i] * wb);
+    } else {
+        for (int64_t i = 0; i < n; ++i)
+            for (int c = 0; c < 3; ++c) {
+                const int64_t o = i * cs + c * chs;
+                v[3 * i + c] = uint16_t((top ? top[o] * wt : 0) + (bot ? bot[o] * wb : 0));
+            }
+    }
+    const uint16_t* base = s.vert.data();
+    const int64_t* at = s.col_at.data();
+    const int32_t* cfx = s.col_fx.data();
+    const int c0 = ch[0], c1 = ch[1], c2 = ch[2];
+    for (int x = 0; x < out_w; ++x) {
+        const uint16_t* q = base + at[x];
+        const int fx = cfx[x], gx = kTab - fx;
+        sink(x, (q[c0] * gx + q[3 + c0] * fx + 512) >> 10, (q[c1] * gx + q[3 + c1] * fx + 512) >> 10,
+             (q[c2] * gx + q[3 + c2] * fx + 512) >> 10);
+    }
+}
 
 // Samples output row y and hands every pixel to sink(x, v0, v1, v2), channels in output order:
 // output channel c is frame channel ch[c] (BGR kept, or swapped to RGB).
 template <bool Packed, class Sink>
 inline void sample_row(const FrameView& f, Sampler& s, int y, int out_w, const int ch[3], Sink sink) {
+    if (s.axis_aligned) return sample_row_axis<Packed>(f, s, y, out_w, ch, sink);
     const int64_t X0 = std::llrint((s.a[1] * y + s.a[2]) * double(1 << kAbBits)) + kRoundDelta;
     const int64_t Y0 = std::llrint((s.a[4] * y + s.a[5]) * double(1 << kAbBits)) + kRoundDelta;
     // Plain locals: the uint8 stores below may alias anything reached through memory.
@@ -73,30 +131,6 @@ inline void sample_row(const FrameView& f, Sampler& s, int y, int out_w, const i
     const int64_t iyb = ((Y0 + ady[out_w - 1]) >> kShift) >> kInterBits;
     if (std::min(ixa, ixb) >= 0 && std::max(ixa, ixb) < w - 1 && std::min(iya, iyb) >= 0 &&
         std::max(iya, iyb) < h - 1) {
-        if (Packed && s.axis_aligned) {
-            // All pixels of the row share the source rows iy, iy+1 and the fraction fy: blend those
-            // two rows once over the columns the row reads (a plain loop the compiler vectorises),
-            // then interpolate horizontally. (32-fx)((32-fy)a + fy c) + fx((32-fy)b + fy d) is the
-            // same integer as OpenCV's sum of four weight products, so the result is identical.
-            const int64_t Y = (Y0 + ady[0]) >> kShift;
-            const int fy = int(Y & (kTab - 1));
-            const int64_t lo = std::min(ixa, ixb), n = (std::max(ixa, ixb) + 2 - lo) * 3;
-            const uint8_t* top = data + (Y >> kInterBits) * rs + lo * 3;
-            const uint8_t* bot = top + rs;
-            if (s.vert.size() < size_t(n)) s.vert.resize(size_t(n));
-            uint16_t* v = s.vert.data();
-            for (int64_t i = 0; i < n; ++i) v[i] = uint16_t(top[i] * (kTab - fy) + bot[i] * fy);
-            const int64_t* cix = s.col_ix.data();
-            const int32_t* cfx = s.col_fx.data();
-            const int c0 = ch[0], c1 = ch[1], c2 = ch[2];
-            for (int x = 0; x < out_w; ++x) {
-                const uint16_t* q = v + (cix[x] - lo) * 3;
-                const int fx = cfx[x], gx = kTab - fx;
-                sink(x, (q[c0] * gx + q[3 + c0] * fx + 512) >> 10, (q[c1] * gx + q[3 + c1] * fx + 512) >> 10,
-                     (q[c2] * gx + q[3 + c2] * fx + 512) >> 10);
-            }
-            return;
-        }
         for (int x = 0; x < out_w; ++x) {
             const int64_t X = (X0 + adx[x]) >> kShift, Y = (Y0 + ady[x]) >> kShift;
             const int fx = int(X & (kTab - 1)), fy = int(Y & (kTab - 1));
@@ -172,6 +206,7 @@ int64_t warp_crops_u8(const FrameView& f, const double* mats, int64_t n, int out
         double inv[6];
         if (!invert_affine_cv(mats + 6 * i, inv)) return i;
         s.init(inv, out_w);
+        if (s.axis_aligned) s.init_axis(out_w, f.w);
         uint8_t* dst = out + i * row * out_h;
         for (int y = 0; y < out_h; ++y) {
             uint8_t* d = dst + y * row;
@@ -198,6 +233,7 @@ int64_t warp_crops_f32(const FrameView& f, const double* mats, int64_t n, int ou
         double inv[6];
         if (!invert_affine_cv(mats + 6 * i, inv)) return i;
         s.init(inv, out_w);
+        if (s.axis_aligned) s.init_axis(out_w, f.w);
         float* p0 = out + i * 3 * plane;
         for (int y = 0; y < out_h; ++y) {
             float* r0 = p0 + int64_t(y) * out_w;

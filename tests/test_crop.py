@@ -97,7 +97,9 @@ def test_non_contiguous_frames(frames, view):
     else:
         f = base[::-1]
     assert not f.flags.c_contiguous
-    mats = random_mats(rng, f, 5)
+    fh, fw = f.shape[:2]
+    upright = np.array([[-20, -30, fw / 2, fh / 2], [fw / 3, fh / 4, fw / 4, fh / 3], [fw - 40, fh - 60, 90, 120]])
+    mats = np.concatenate([random_mats(rng, f, 5), crop_matrices(upright, (IN_W, IN_H))[2]])
     for rgb in (False, True):
         got = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=rgb, layout="nhwc")
         np.testing.assert_array_equal(got, cv2_crops(f, mats, (IN_W, IN_H), rgb))
