@@ -17,8 +17,9 @@ Measures (float = reference, per person ``p`` and joint ``k``):
 * keypoint error in *input* pixels: decoded heatmap peaks (quarter offset) times the
   input/heatmap stride;
 * OKS agreement: ``exp(-d^2 / (2 * area * kappa_k^2))`` with ``d`` the frame-pixel distance of
-  the two predictions, ``area`` the person's area (COCO ``area`` or box w*h) and ``kappa`` the
-  keypoint set's sigmas; the per-person OKS is its mean over joints;
+  the two predictions, ``area`` the person's area (COCO ``area`` or box w*h) and
+  ``kappa_k = 2 * sigma_k`` (COCO's definition, sigmas from the keypoint set); every joint
+  counts, visible or not; the per-person OKS is its mean over joints;
 * with COCO annotations, the keypoint AP of both models (pycocotools, boxes as given).
 """
 from __future__ import annotations
@@ -142,7 +143,8 @@ def compare(ref: np.ndarray, test: np.ndarray, centers: np.ndarray, scales: np.n
         sig = np.full(k, 0.05)
     d2 = ((c_ref.astype(np.float64) - c_test) ** 2).sum(2)
     area = np.maximum(np.asarray(areas, np.float64), 1.0)[:, None]
-    oks = np.exp(-d2 / (2 * area * sig[None] ** 2))  # (N, K)
+    kappa = 2 * sig  # COCO's per-joint constant: its sigmas are half of kappa (vars = (2 sigma)^2)
+    oks = np.exp(-d2 / (2 * area * kappa[None] ** 2))  # (N, K)
     cos = heatmap_cosine(ref, test)
     try:
         names = list(get_keypoint_set(meta.keypoint_set).joints)
