@@ -21,19 +21,33 @@ struct ArgmaxScratch {
 
 // Integer maps: blocks of 64 bytes with independent lanes (which the compiler turns into
 // byte/word SIMD max), then the first block holding the maximum.
+// Order-preserving map of a value to an unsigned lane: int8 -> uint8 by flipping the sign bit
+// (unsigned byte max is one SSE2/NEON instruction, signed byte max is not on SSE2).
+inline uint8_t ukey(int8_t v) { return uint8_t(v) ^ 0x80u; }
+inline uint8_t ukey(uint8_t v) { return v; }
+inline int16_t ukey(int16_t v) { return v; }
+inline int8_t from_key(uint8_t k, int8_t) { return int8_t(k ^ 0x80u); }
+inline uint8_t from_key(uint8_t k, uint8_t) { return k; }
+inline int16_t from_key(int16_t k, int16_t) { return k; }
+
 template <class V>
 int64_t argmax_first_int(const V* p, int64_t n) {
+    using K = decltype(ukey(V()));
     constexpr int L = 64 / sizeof(V);
     int64_t i = 0;
-    V best = p[0];
+    K kb = ukey(p[0]);
     if (n >= L) {
-        V acc[L];
-        for (int j = 0; j < L; ++j) acc[j] = p[j];
+        K acc[L];
+        for (int j = 0; j < L; ++j) acc[j] = ukey(p[j]);
         for (i = L; i + L <= n; i += L)
-            for (int j = 0; j < L; ++j) acc[j] = p[i + j] > acc[j] ? p[i + j] : acc[j];
-        for (int j = 0; j < L; ++j) best = acc[j] > best ? acc[j] : best;
+            for (int j = 0; j < L; ++j) {
+                const K v = ukey(p[i + j]);
+                acc[j] = v > acc[j] ? v : acc[j];
+            }
+        for (int j = 0; j < L; ++j) kb = acc[j] > kb ? acc[j] : kb;
     }
-    for (; i < n; ++i) best = p[i] > best ? p[i] : best;
+    for (; i < n; ++i) kb = ukey(p[i]) > kb ? ukey(p[i]) : kb;
+    const V best = from_key(kb, V());
     for (i = 0; i + L <= n; i += L) {
         int hit = 0;
         for (int j = 0; j < L; ++j) hit |= p[i + j] == best;
@@ -50,43 +64,40 @@ int64_t argmax_first_int(const V* p, int64_t n) {
 // as a NaN or inf passes). Pass 2 finds the first row holding the maximum while the map is in L1.
 template <class V>
 int64_t argmax_first(const V* p, int64_t h, int64_t w, ArgmaxScratch<V>& s) {
-    constexpr bool kFloat = std::is_floating_point<V>::value;
-    if (!kFloat) return argmax_first_int(p, h * w);
-    V* col = s.col.data();
-    float* chk = s.chk.data();
-    for (int64_t x = 0; x < w; ++x) col[x] = p[x];
-    if (kFloat)
-        for (int64_t x = 0; x < w; ++x) chk[x] = float(p[x]) * 0.0f;
-    for (int64_t y = 1; y < h; ++y) {
-        const V* r = p + y * w;
-        if (kFloat) {
+    if constexpr (!std::is_floating_point<V>::value) {
+        return argmax_first_int(p, h * w);
+    } else {
+        V* col = s.col.data();
+        float* chk = s.chk.data();
+        for (int64_t x = 0; x < w; ++x) {
+            col[x] = p[x];
+            chk[x] = p[x] * 0.0f;
+        }
+        for (int64_t y = 1; y < h; ++y) {
+            const V* r = p + y * w;
             for (int64_t x = 0; x < w; ++x) {
                 col[x] = r[x] > col[x] ? r[x] : col[x];
-                chk[x] += float(r[x]) * 0.0f;
+                chk[x] += r[x] * 0.0f;
             }
-        } else {
-            for (int64_t x = 0; x < w; ++x) col[x] = r[x] > col[x] ? r[x] : col[x];
         }
-    }
-    if (kFloat) {
         float c = 0.0f;
         for (int64_t x = 0; x < w; ++x) c += chk[x];
         if (c != c) {  // NaN or inf somewhere: only NaN is an error
             for (int64_t i = 0; i < h * w; ++i)
                 if (p[i] != p[i]) return -1;
         }
+        V best = col[0];
+        for (int64_t x = 1; x < w; ++x) best = col[x] > best ? col[x] : best;
+        for (int64_t y = 0; y < h; ++y) {
+            const V* r = p + y * w;
+            int hit = 0;
+            for (int64_t x = 0; x < w; ++x) hit |= r[x] == best;
+            if (hit)
+                for (int64_t x = 0; x < w; ++x)
+                    if (r[x] == best) return y * w + x;
+        }
+        return 0;  // unreachable: the maximum is in the map
     }
-    V best = col[0];
-    for (int64_t x = 1; x < w; ++x) best = col[x] > best ? col[x] : best;
-    for (int64_t y = 0; y < h; ++y) {
-        const V* r = p + y * w;
-        int hit = 0;
-        for (int64_t x = 0; x < w; ++x) hit |= r[x] == best;
-        if (hit)
-            for (int64_t x = 0; x < w; ++x)
-                if (r[x] == best) return y * w + x;
-    }
-    return 0;  // unreachable
 }
 
 // cv2.getGaussianKernel(size, 0) weights, normalised.
