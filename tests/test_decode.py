@@ -102,6 +102,7 @@ def test_adversarial_maps():
     m = np.zeros((h, w), np.float32); m[20, 20] = 1.0; m[20, 21] = m[20, 19] = 0.5; maps.append(m)  # equal neighbours
     m = np.zeros((h, w), np.float32); m[20, 20] = -0.0; m[3, 3] = 0.0; maps.append(m)  # signed zeros
     m = np.full((h, w), 1e-30, np.float32); m[17, 17] = 1e-29; maps.append(m)          # denormal-ish
+    m = np.zeros((h, w), np.float32); m[9, 9] = np.inf; m[30, 30] = -np.inf; maps.append(m)  # inf is not NaN
     hm = np.stack(maps)[None]
     c, s = both(hm)
     rc, rs = reference_decode(hm)
