@@ -1,0 +1,369 @@
+"""Each native kernel against its NumPy twin, a numba-jitted version of the same loop, and what
+a savvy user writes instead. Run: ``pytest benchmarks`` (prints the ratio table at the end).
+
+Numbers depend on the machine and its load; every ratio in the table is measured in one process.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+import edgepose
+from edgepose.geometry import crop_matrices, get_affine_transform
+from edgepose.keypoints import COCO
+
+numba = pytest.importorskip("numba")
+njit = numba.njit
+
+crop = importlib.import_module("edgepose.crop")
+dec = importlib.import_module("edgepose.decode")
+nms = importlib.import_module("edgepose.nms")
+
+if not edgepose.native_available():  # pragma: no cover
+    pytest.skip("edgepose._native is not built: nothing to compare", allow_module_level=True)
+
+PERSONS = [1, 4, 16]
+IN_W, IN_H = 192, 256
+MEAN = np.array([123.675, 116.28, 103.53])  # RGB order
+STD = np.array([58.395, 57.12, 57.375])
+
+
+@pytest.fixture(autouse=True)
+def _native_impl():
+    edgepose.set_implementation("native")
+    yield
+    edgepose.set_implementation("auto")
+
+
+# ----------------------------------------------------------------------------- numba twins
+
+@njit(cache=False, nogil=True)
+def _decode_numba(hm, inv, scale, zp, quantized):
+    n, k, h, w = hm.shape
+    coords = np.zeros((n, k, 2), np.float32)
+    scores = np.zeros((n, k), np.float32)
+    for i in range(n):
+        for j in range(k):
+            m = hm[i, j]
+            best = m[0, 0]
+            by = 0
+            bx = 0
+            for y in range(h):
+                for x in range(w):
+                    if m[y, x] > best:
+                        best = m[y, x]
+                        by = y
+                        bx = x
+            s = np.float32((np.int32(best) - zp) * scale) if quantized else np.float32(best)
+            scores[i, j] = s
+            fx = 0.0
+            fy = 0.0
+            if s > 0:
+                fx = float(bx)
+                fy = float(by)
+                if 1 < bx < w - 1 and 1 < by < h - 1:
+                    dx = float(m[by, bx + 1]) - float(m[by, bx - 1])
+                    dy = float(m[by + 1, bx]) - float(m[by - 1, bx])
+                    fx += 0.25 * ((dx > 0) - (dx < 0))
+                    fy += 0.25 * ((dy > 0) - (dy < 0))
+            t = inv[i]
+            coords[i, j, 0] = t[0, 0] * fx + t[0, 1] * fy + t[0, 2]
+            coords[i, j, 1] = t[1, 0] * fx + t[1, 1] * fy + t[1, 2]
+    return coords, scores
+
+
+@njit(cache=False, nogil=True)
+def _warp_numba(frame, invs, out_w, out_h, lut, to_rgb):
+    """Same fixed-point bilinear as the native kernel, NCHW float32 through a per-channel LUT."""
+    n = invs.shape[0]
+    h, w = frame.shape[0], frame.shape[1]
+    out = np.empty((n, 3, out_h, out_w), np.float32)
+    for i in range(n):
+        a = invs[i]
+        adx = np.empty(out_w, np.int64)
+        ady = np.empty(out_w, np.int64)
+        for x in range(out_w):
+            adx[x] = np.int64(np.rint(a[0, 0] * x * 1024.0))
+            ady[x] = np.int64(np.rint(a[1, 0] * x * 1024.0))
+        for y in range(out_h):
+            x0 = np.int64(np.rint((a[0, 1] * y + a[0, 2]) * 1024.0)) + 16
+            y0 = np.int64(np.rint((a[1, 1] * y + a[1, 2]) * 1024.0)) + 16
+            for x in range(out_w):
+                X = (x0 + adx[x]) >> 5
+                Y = (y0 + ady[x]) >> 5
+                ix = X >> 5
+                iy = Y >> 5
+                fx = X & 31
+                fy = Y & 31
+                for c in range(3):
+                    src = 2 - c if to_rgb else c
+                    acc = 0
+                    for r in range(2):
+                        yy = iy + r
+                        if yy < 0 or yy >= h:
+                            continue
+                        wy = fy if r == 1 else 32 - fy
+                        for q in range(2):
+                            xx = ix + q
+                            if xx < 0 or xx >= w:
+                                continue
+                            wx = fx if q == 1 else 32 - fx
+                            acc += wx * wy * np.int64(frame[yy, xx, src])
+                    v = (acc + 512) >> 10
+                    if ix < -1 or ix >= w or iy < -1 or iy >= h:
+                        v = 0
+                    out[i, c, y, x] = lut[c, v]
+    return out
+
+
+@njit(cache=False, nogil=True)
+def _oks_nms_numba(kpts, scores, areas, sigmas, thr):
+    n, k = kpts.shape[0], kpts.shape[1]
+    var = (sigmas * 2) ** 2
+    order = np.argsort(scores, kind="mergesort")[::-1].copy()
+    keep = np.empty(n, np.int64)
+    nk = 0
+    m = n
+    eps = 2.220446049250313e-16
+    while m > 0:
+        g = order[0]
+        keep[nk] = g
+        nk += 1
+        out = 0
+        for t in range(1, m):
+            d = order[t]
+            tot = 0.0
+            for j in range(k):
+                dx = kpts[d, j, 0] - kpts[g, j, 0]
+                dy = kpts[d, j, 1] - kpts[g, j, 1]
+                e = (dx * dx + dy * dy) / var[j] / ((areas[g] + areas[d]) / 2 + eps) / 2
+                tot += math.exp(-e)
+            if tot / k <= thr:
+                order[out] = d
+                out += 1
+        m = out
+    return keep[:nk]
+
+
+# ----------------------------------------------------------------------------- what users write
+
+def reference_decode(hm, centers, scales, heatmap_size):
+    """Reference-project style: vectorised argmax, a Python loop for the quarter offset, then one
+    inverse affine per person applied point by point."""
+    n, k, h, w = hm.shape
+    flat = hm.reshape(n, k, -1)
+    idx = np.argmax(flat, 2).reshape(n, k, 1)
+    maxvals = np.amax(flat, 2).reshape(n, k, 1)
+    preds = np.tile(idx, (1, 1, 2)).astype(np.float32)
+    preds[:, :, 0] = preds[:, :, 0] % w
+    preds[:, :, 1] = np.floor(preds[:, :, 1] / w)
+    preds *= np.tile(np.greater(maxvals, 0.0), (1, 1, 2)).astype(np.float32)
+    for i in range(n):
+        for j in range(k):
+            m = hm[i, j]
+            px, py = int(math.floor(preds[i, j, 0] + 0.5)), int(math.floor(preds[i, j, 1] + 0.5))
+            if 1 < px < w - 1 and 1 < py < h - 1:
+                diff = np.array([m[py][px + 1] - m[py][px - 1], m[py + 1][px] - m[py - 1][px]])
+                preds[i, j] += np.sign(diff) * 0.25
+    out = np.zeros_like(preds)
+    for i in range(n):
+        t = get_affine_transform(centers[i], scales[i], 0, heatmap_size, inv=True)
+        for j in range(k):
+            out[i, j] = np.dot(t, np.array([preds[i, j, 0], preds[i, j, 1], 1.0]))[:2]
+    return out, maxvals
+
+
+def reference_oks_nms(kpts, scores, areas, thr, sigmas):
+    """Reference-project style OKS NMS: one Python loop iteration per candidate pair."""
+    var = (sigmas * 2) ** 2
+    flat = kpts.reshape(len(kpts), -1)
+    order = scores.argsort()[::-1]
+    keep = []
+    while order.size > 0:
+        i = order[0]
+        keep.append(i)
+        g = flat[i]
+        ious = np.zeros(order.size - 1)
+        for t, j in enumerate(order[1:]):
+            d = flat[j]
+            dx, dy = d[0::3] - g[0::3], d[1::3] - g[1::3]
+            e = (dx ** 2 + dy ** 2) / var / ((areas[i] + areas[j]) / 2 + np.spacing(1)) / 2
+            ious[t] = np.sum(np.exp(-e)) / e.shape[0]
+        order = order[np.where(ious <= thr)[0] + 1]
+    return keep
+
+
+def cv2_warp_blob(frame, mats):
+    """cv2.warpAffine per box + cv2.dnn.blobFromImages (swapRB, mean; blobFromImages takes one
+    scalar scale, so the mean std stands in for the per-channel one)."""
+    crops = [cv2.warpAffine(frame, m, (IN_W, IN_H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+             for m in mats]
+    return cv2.dnn.blobFromImages(crops, 1.0 / float(STD.mean()), (IN_W, IN_H), MEAN[::-1].tolist(), swapRB=True)
+
+
+def cv2_warp(frame, mats):
+    return [cv2.warpAffine(frame, m, (IN_W, IN_H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            for m in mats]
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def _heatmaps(n, seed=0):
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:64, 0:48]
+    cx = rng.uniform(2, 46, (n, 17, 1, 1))
+    cy = rng.uniform(2, 62, (n, 17, 1, 1))
+    hm = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / 8.0) + rng.normal(0, 0.02, (n, 17, 64, 48))
+    hm = hm.astype(np.float32)
+    centers = rng.uniform(100, 900, (n, 2))
+    scales = rng.uniform(0.5, 2.5, (n, 2))
+    inv = get_affine_transform(centers, scales, 0.0, (48, 64), inv=True).reshape(n, 2, 3)
+    return hm, centers, scales, inv
+
+
+def _boxes(n, fw, fh, seed=0):
+    rng = np.random.default_rng(seed)
+    bw = rng.uniform(0.1, 0.4, n) * fw
+    bh = np.minimum(bw * rng.uniform(1.5, 2.5, n), fh * 0.9)
+    x = rng.uniform(0, fw - bw)
+    y = rng.uniform(0, fh - bh)
+    return np.stack([x, y, bw, bh], 1)
+
+
+def _poses(n, seed=0):
+    """n candidates around n/5 people (what duplicate detections look like)."""
+    rng = np.random.default_rng(seed)
+    people = max(1, n // 5)
+    base = rng.uniform(100, 1000, (people, 17, 2))
+    who = rng.integers(0, people, n)
+    jitter = np.exp(rng.uniform(np.log(0.003), 0, (n, 1, 1)))
+    xy = base[who] + rng.normal(0, 20, (n, 17, 2)) * jitter
+    kp = np.concatenate([xy, rng.uniform(0, 1, (n, 17, 1))], 2)
+    return kp, rng.uniform(0.1, 1, n), rng.uniform(5000, 40000, n)
+
+
+# ----------------------------------------------------------------------------- decode
+
+@pytest.mark.parametrize("n", PERSONS)
+@pytest.mark.parametrize("impl", ["native", "numpy twin", "numba loop", "reference NumPy (original code style)"])
+def test_decode_float32(measure, n, impl):
+    hm, centers, scales, inv = _heatmaps(n)
+    group = f"decode 17x64x48 float32, {n} person(s)"
+    if impl == "native":
+        fn = lambda: edgepose.decode(hm, inv)  # noqa: E731
+    elif impl == "numpy twin":
+        fn = lambda: dec.decode_numpy(hm, inv)  # noqa: E731
+    elif impl == "numba loop":
+        fn = lambda: _decode_numba(hm, inv, 1.0, 0, False)  # noqa: E731
+    else:
+        fn = lambda: reference_decode(hm, centers, scales, (48, 64))  # noqa: E731
+    coords, _ = measure(group, impl, fn)
+    ref, _ = edgepose.decode(hm, inv)
+    np.testing.assert_allclose(coords, ref, rtol=1e-5, atol=1e-2)
+
+
+@pytest.mark.parametrize("n", PERSONS)
+@pytest.mark.parametrize("impl", ["native", "native float32 decode of the same maps", "numpy twin", "numba loop",
+                                  "dequantize + native float32"])
+def test_decode_int8(measure, n, impl):
+    hm, _, _, inv = _heatmaps(n)
+    scale, zp = 1.0 / 120, -10
+    q = np.clip(np.round(hm / scale) + zp, -128, 127).astype(np.int8)
+    group = f"decode 17x64x48 int8, {n} person(s)"
+    if impl == "native":
+        fn = lambda: edgepose.decode(q, inv, scale=scale, zero_point=zp)  # noqa: E731
+    elif impl == "native float32 decode of the same maps":
+        fn = lambda: edgepose.decode(hm, inv)  # noqa: E731
+    elif impl == "numpy twin":
+        fn = lambda: dec.decode_numpy(q, inv, scale=scale, zero_point=zp)  # noqa: E731
+    elif impl == "numba loop":
+        fn = lambda: _decode_numba(q, inv, scale, zp, True)  # noqa: E731
+    else:
+        fn = lambda: edgepose.decode((q.astype(np.float32) - zp) * np.float32(scale), inv)  # noqa: E731
+    measure(group, impl, fn)
+
+
+@pytest.mark.parametrize("n", [4])
+@pytest.mark.parametrize("impl", ["native", "native flip_merge + decode", "numpy twin"])
+def test_decode_flip(measure, n, impl):
+    hm, _, _, inv = _heatmaps(n)
+    fl, _, _, _ = _heatmaps(n, seed=1)
+    group = f"decode float32 with flip test, {n} person(s)"
+    pairs = COCO.flip_pairs
+    if impl == "native":
+        fn = lambda: edgepose.decode(hm, inv, flipped=fl, flip_pairs=pairs)  # noqa: E731
+    elif impl == "native flip_merge + decode":
+        fn = lambda: edgepose.decode(edgepose.flip_merge(hm, fl, pairs), inv)  # noqa: E731
+    else:
+        fn = lambda: dec.decode_numpy(hm, inv, flipped=fl, flip_pairs=pairs)  # noqa: E731
+    measure(group, impl, fn)
+
+
+# ----------------------------------------------------------------------------- warp
+
+FRAMES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, (w, h) in FRAMES.items():
+        # smooth content, like a camera frame, not noise
+        small = rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+        out[name] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+@pytest.mark.parametrize("n", PERSONS)
+@pytest.mark.parametrize("fname", list(FRAMES))
+@pytest.mark.parametrize("impl", ["native", "native uint8 NHWC", "cv2.warpAffine per box + blobFromImages",
+                                  "cv2.warpAffine per box alone", "numba loop", "numpy twin"])
+def test_warp(measure, frames, fname, n, impl):
+    frame = frames[fname]
+    mats = crop_matrices(_boxes(n, *FRAMES[fname]), (IN_W, IN_H))[2]
+    group = f"crop {IN_H}x{IN_W} from {fname}, {n} person(s) -> RGB float32 NCHW"
+    mean, std = MEAN, STD
+    if impl == "native":
+        fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=mean, std=std)  # noqa: E731
+    elif impl == "native uint8 NHWC":
+        fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), layout="nhwc")  # noqa: E731
+    elif impl == "cv2.warpAffine per box + blobFromImages":
+        fn = lambda: cv2_warp_blob(frame, mats)  # noqa: E731
+    elif impl == "cv2.warpAffine per box alone":
+        fn = lambda: cv2_warp(frame, mats)  # noqa: E731
+    elif impl == "numba loop":
+        invs = np.stack([crop._inverse_cv(m) for m in mats])
+        lut = ((np.arange(256, dtype=np.float32)[None] - mean[:, None].astype(np.float32)) / std[:, None].astype(np.float32))
+        fn = lambda: _warp_numba(frame, invs, IN_W, IN_H, lut.astype(np.float32), True)  # noqa: E731
+    else:
+        if n > 4 or fname != "640x480":
+            pytest.skip("the NumPy twin is the readable spec: timed on the small cases only")
+        fn = lambda: crop.warp_crops_numpy(frame, mats, (IN_W, IN_H), True, mean, std)  # noqa: E731
+    out = measure(group, impl, fn)
+    if impl in ("numba loop", "numpy twin"):
+        np.testing.assert_array_equal(out, edgepose.warp_crops(frame, mats, (IN_W, IN_H), True, mean, std))
+
+
+# ----------------------------------------------------------------------------- OKS NMS
+
+@pytest.mark.parametrize("n", [20, 100])
+@pytest.mark.parametrize("impl", ["native", "numpy twin", "numba loop", "reference Python loop"])
+def test_oks_nms(measure, n, impl):
+    kp, sc, ar = _poses(n)
+    sig = np.asarray(COCO.sigmas)
+    group = f"OKS NMS, {n} candidates, thr 0.9"
+    if impl == "native":
+        fn = lambda: edgepose.oks_nms(kp, sc, ar, 0.9)  # noqa: E731
+    elif impl == "numpy twin":
+        fn = lambda: nms.oks_nms_numpy(kp, sc, ar, 0.9)  # noqa: E731
+    elif impl == "numba loop":
+        fn = lambda: _oks_nms_numba(kp, sc, ar, sig, 0.9)  # noqa: E731
+    else:
+        fn = lambda: reference_oks_nms(kp, sc, ar, 0.9, sig)  # noqa: E731
+    keep = measure(group, impl, fn)
+    np.testing.assert_array_equal(np.asarray(keep), edgepose.oks_nms(kp, sc, ar, 0.9))

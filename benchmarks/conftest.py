@@ -1,0 +1,62 @@
+"""pytest-benchmark setup for the kernel benchmarks.
+
+``pytest benchmarks`` collects ``bench_*.py`` and, at the end of the session, prints one table
+per kernel and size: the median time of every implementation measured in this process and its
+ratio to edgepose's native kernel (``x`` = how many times slower than native).
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Callable, Dict
+
+import pytest
+
+# group -> implementation -> median seconds
+RESULTS: "OrderedDict[str, Dict[str, float]]" = OrderedDict()
+BUDGET_S = 0.25  # time spent measuring one implementation of one case (after warm-up)
+
+
+def pytest_collect_file(file_path, parent):
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.fixture
+def measure(benchmark) -> Callable[[str, str, Callable[[], object]], object]:
+    """``measure(group, impl, fn)``: benchmark ``fn`` with a modest number of rounds chosen from
+    one timed warm-up call, and record its median for the summary table."""
+
+    def run(group: str, impl: str, fn: Callable[[], object]):
+        t0 = time.perf_counter()
+        fn()  # warm-up (and JIT for numba)
+        once = max(time.perf_counter() - t0, 1e-6)
+        rounds = int(min(200, max(3, BUDGET_S / once)))
+        iterations = 1 if once > 1e-4 else int(min(50, 1e-4 / once) + 1)
+        benchmark.group = group
+        benchmark.name = impl
+        out = benchmark.pedantic(fn, rounds=rounds, iterations=iterations, warmup_rounds=1)
+        stats = getattr(benchmark, "stats", None)
+        if stats is not None and getattr(stats, "stats", None) is not None:
+            RESULTS.setdefault(group, OrderedDict())[impl] = stats.stats.median
+        return out
+
+    return run
+
+
+def _fmt(s: float) -> str:
+    return f"{s * 1e6:10.1f} us" if s < 0.1 else f"{s * 1e3:10.1f} ms"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    tr.section("edgepose kernels: median time and ratio to native (same process)")
+    for group, impls in RESULTS.items():
+        base = impls.get("native")
+        tr.write_line(f"{group}")
+        for impl, med in impls.items():
+            ratio = f"{med / base:8.2f}x" if base else "        -"
+            tr.write_line(f"    {impl:<34s}{_fmt(med)}  {ratio}")
