@@ -367,3 +367,21 @@ def test_oks_nms(measure, n, impl):
         fn = lambda: reference_oks_nms(kp, sc, ar, 0.9, sig)  # noqa: E731
     keep = measure(group, impl, fn)
     np.testing.assert_array_equal(np.asarray(keep), edgepose.oks_nms(kp, sc, ar, 0.9))
+
+
+@pytest.mark.parametrize("impl", ["native", "native uint8 NHWC", "cv2.warpAffine per box + blobFromImages",
+                                  "cv2.warpAffine per box alone"])
+def test_warp_rotated(measure, frames, impl):
+    """Rotated crops (training-time augmentation) take the general per-pixel path."""
+    frame = frames["1920x1080"]
+    mats = crop_matrices(_boxes(4, 1920, 1080), (IN_W, IN_H), rot=np.array([20.0, -35.0, 10.0, 40.0]))[2]
+    group = f"crop {IN_H}x{IN_W} from 1920x1080, 4 person(s), rotated"
+    if impl == "native":
+        fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=MEAN, std=STD)  # noqa: E731
+    elif impl == "native uint8 NHWC":
+        fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), layout="nhwc")  # noqa: E731
+    elif impl == "cv2.warpAffine per box + blobFromImages":
+        fn = lambda: cv2_warp_blob(frame, mats)  # noqa: E731
+    else:
+        fn = lambda: cv2_warp(frame, mats)  # noqa: E731
+    measure(group, impl, fn)
