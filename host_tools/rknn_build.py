@@ -432,11 +432,15 @@ def build_rknn(onnx_path: str | Path, out_path: str | Path, opts: BuildOptions, 
                 _call(log, "build", rk.build, **bkw)
         with stages.stage(f"export_rknn {out}"):
             _call(log, "export_rknn", rk.export_rknn, str(out))
+        quant = (0.0, 0)
+        if major == 2 and opts.quantize and DTYPES[opts.dtype][2] == "int8" and not opts.hybrid:
+            quant = output_quantization(rk, dataset, log)
         with stages.stage(f"sidecar {sidecar_path(out)}"):
             d = meta.to_dict()
             out_dtype = output_dtype(opts, major)
             if opts.hybrid and any(span[1] in _graph_outputs(onnx_path) for span in opts.hybrid):
                 out_dtype = "float16"  # the float span reaches the output tensor
+            d.update(output_scale=quant[0], output_zero_point=quant[1])
             d.update(layout="nhwc", quantized=out_dtype, target=opts.target,
                      batch=int(opts.batch or meta.batch or 1))
             build = asdict(opts)
@@ -453,6 +457,46 @@ def build_rknn(onnx_path: str | Path, out_path: str | Path, opts: BuildOptions, 
         if not (ok and keep):
             with toolkit_log(log):
                 rk.release()
+
+
+def output_quantization(rk, dataset: Path, log: Optional[Path]) -> Tuple[float, int]:
+    """``(scale, zero_point)`` of the int8 ``heatmaps`` output (real = (q - zp) * scale), for
+    runtimes that read the raw int8 output; ``(0.0, 0)`` when it cannot be established.
+
+    toolkit2 has no public call for it. Its quantizer keeps the output's calibrated range;
+    asymmetric int8 then gives ``scale = (max - min) / 255`` and ``zp = round(-min / scale) - 128``
+    (range widened to include 0). The result is checked on the simulator: the dequantized
+    output of a calibration crop must sit on that integer grid, else nothing is recorded.
+    """
+    import numpy as np
+
+    try:
+        tab = rk.rknn_base.quantizer.quant_tab
+        outs = list(rk.rknn_base.ir.outputs)
+        entry = tab[outs[0]]
+        lo, hi = min(float(entry["min"][0]), 0.0), max(float(entry["max"][0]), 0.0)
+    except Exception:  # private structure of this toolkit version; absent elsewhere
+        return 0.0, 0
+    if not hi > lo:
+        return 0.0, 0
+    scale = (hi - lo) / 255.0
+    zp = int(round(-lo / scale)) - 128
+    try:
+        first = dataset.read_text().split()[0]
+        x = np.load(first) if first.endswith(".npy") else None
+        if x is None:
+            return 0.0, 0
+        with toolkit_log(log):
+            if rk.init_runtime() != 0:
+                return 0.0, 0
+            y = rk.inference(inputs=[np.ascontiguousarray(x.reshape(-1, *x.shape[-3:]).transpose(0, 2, 3, 1))],
+                             data_format="nhwc")[0]
+    except Exception:
+        return 0.0, 0
+    q = y.astype(np.float64) / scale + zp
+    if np.abs(q - np.round(q)).max() > 1e-2 or q.min() < -128.5 or q.max() > 127.5:
+        return 0.0, 0
+    return float(scale), zp
 
 
 def _hybrid_build(rk, kw: Dict[str, Any], log: Path, stages: Stages, dataset: Path, opts: BuildOptions, work: Path):
@@ -484,9 +528,13 @@ def _hybrid_build(rk, kw: Dict[str, Any], log: Path, stages: Stages, dataset: Pa
 
 def RKNN_factory():
     """A new toolkit object (quiet: its log goes through :func:`toolkit_log`)."""
-    from rknn.api import RKNN
+    import warnings
 
-    return RKNN(verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "pkg_resources is deprecated", from inside the toolkit
+        from rknn.api import RKNN
+
+        return RKNN(verbose=False)
 
 
 # --------------------------------------------------------------------------- CLI
