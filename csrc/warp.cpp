@@ -111,8 +111,8 @@ inline void sample_row_axis(const FrameView& f, Sampler& s, int y, int out_w, co
 // Samples output row y and hands every pixel to sink(x, v0, v1, v2), channels in output order:
 // output channel c is frame channel ch[c] (BGR kept, or swapped to RGB).
 template <bool Packed, class Sink>
-inline void sample_row(const FrameView& f, Sampler& s, int y, int out_w, const int ch[3], Sink sink) {
-    if (s.axis_aligned) return sample_row_axis<Packed>(f, s, y, out_w, ch, sink);
+inline void sample_row(const FrameView& f, Sampler& s, int y, int xb, int xe, const int ch[3], Sink sink) {
+    if (s.axis_aligned) return sample_row_axis<Packed>(f, s, y, xe, ch, sink);  // whole rows only
     const int64_t X0 = std::llrint((s.a[1] * y + s.a[2]) * double(1 << kAbBits)) + kRoundDelta;
     const int64_t Y0 = std::llrint((s.a[4] * y + s.a[5]) * double(1 << kAbBits)) + kRoundDelta;
     // Plain locals: the uint8 stores below may alias anything reached through memory.
@@ -125,13 +125,13 @@ inline void sample_row(const FrameView& f, Sampler& s, int y, int out_w, const i
 
     // Source coordinates are linear in x, so the row's two end pixels bound all the others: when
     // both have their whole 2x2 neighbourhood inside the frame, the row needs no border checks.
-    const int64_t ixa = ((X0 + adx[0]) >> kShift) >> kInterBits;
-    const int64_t ixb = ((X0 + adx[out_w - 1]) >> kShift) >> kInterBits;
-    const int64_t iya = ((Y0 + ady[0]) >> kShift) >> kInterBits;
-    const int64_t iyb = ((Y0 + ady[out_w - 1]) >> kShift) >> kInterBits;
+    const int64_t ixa = ((X0 + adx[xb]) >> kShift) >> kInterBits;
+    const int64_t ixb = ((X0 + adx[xe - 1]) >> kShift) >> kInterBits;
+    const int64_t iya = ((Y0 + ady[xb]) >> kShift) >> kInterBits;
+    const int64_t iyb = ((Y0 + ady[xe - 1]) >> kShift) >> kInterBits;
     if (std::min(ixa, ixb) >= 0 && std::max(ixa, ixb) < w - 1 && std::min(iya, iyb) >= 0 &&
         std::max(iya, iyb) < h - 1) {
-        for (int x = 0; x < out_w; ++x) {
+        for (int x = xb; x < xe; ++x) {
             const int64_t X = (X0 + adx[x]) >> kShift, Y = (Y0 + ady[x]) >> kShift;
             const int fx = int(X & (kTab - 1)), fy = int(Y & (kTab - 1));
             const int w00 = (kTab - fx) * (kTab - fy), w01 = fx * (kTab - fy);
@@ -144,7 +144,7 @@ inline void sample_row(const FrameView& f, Sampler& s, int y, int out_w, const i
         }
         return;
     }
-    for (int x = 0; x < out_w; ++x) {
+    for (int x = xb; x < xe; ++x) {
         const int64_t X = (X0 + adx[x]) >> kShift;
         const int64_t Y = (Y0 + ady[x]) >> kShift;
         const int64_t ix = X >> kInterBits, iy = Y >> kInterBits;
@@ -172,11 +172,26 @@ inline void sample_row(const FrameView& f, Sampler& s, int y, int out_w, const i
 }
 
 template <class Sink>
-inline void sample(const FrameView& f, Sampler& s, int y, int out_w, const int ch[3], Sink sink) {
+inline void sample(const FrameView& f, Sampler& s, int y, int xb, int xe, const int ch[3], Sink sink) {
     if (f.col_stride == 3 && f.ch_stride == 1)
-        sample_row<true>(f, s, y, out_w, ch, sink);
+        sample_row<true>(f, s, y, xb, xe, ch, sink);
     else
-        sample_row<false>(f, s, y, out_w, ch, sink);
+        sample_row<false>(f, s, y, xb, xe, ch, sink);
+}
+
+// Calls fn(y, xb, xe) over the crop: whole rows for axis-aligned crops (they read the frame
+// row by row), else tiles of 16 x 64 pixels, so that a rotated or shrinking crop reads a compact
+// patch of the frame at a time instead of a diagonal strip per row (as OpenCV does too).
+template <class Fn>
+inline void for_each_span(const Sampler& s, int out_w, int out_h, Fn fn) {
+    if (s.axis_aligned) {
+        for (int y = 0; y < out_h; ++y) fn(y, 0, out_w);
+        return;
+    }
+    constexpr int kTileH = 16, kTileW = 64;
+    for (int y0 = 0; y0 < out_h; y0 += kTileH)
+        for (int x0 = 0; x0 < out_w; x0 += kTileW)
+            for (int y = y0; y < std::min(y0 + kTileH, out_h); ++y) fn(y, x0, std::min(x0 + kTileW, out_w));
 }
 
 }  // namespace
@@ -208,12 +223,12 @@ int64_t warp_crops_u8(const FrameView& f, const double* mats, int64_t n, int out
         s.init(inv, out_w);
         if (s.axis_aligned) s.init_axis(out_w, f.w);
         uint8_t* dst = out + i * row * out_h;
-        for (int y = 0; y < out_h; ++y) {
+        for_each_span(s, out_w, out_h, [&](int y, int xb, int xe) {
             uint8_t* d = dst + y * row;
-            sample(f, s, y, out_w, ch, [d](int x, int v0, int v1, int v2) {
+            sample(f, s, y, xb, xe, ch, [d](int x, int v0, int v1, int v2) {
                 d[3 * x] = uint8_t(v0), d[3 * x + 1] = uint8_t(v1), d[3 * x + 2] = uint8_t(v2);
             });
-        }
+        });
     }
     return -1;
 }
@@ -235,14 +250,14 @@ int64_t warp_crops_f32(const FrameView& f, const double* mats, int64_t n, int ou
         s.init(inv, out_w);
         if (s.axis_aligned) s.init_axis(out_w, f.w);
         float* p0 = out + i * 3 * plane;
-        for (int y = 0; y < out_h; ++y) {
+        for_each_span(s, out_w, out_h, [&](int y, int xb, int xe) {
             float* r0 = p0 + int64_t(y) * out_w;
             float* r1 = r0 + plane;
             float* r2 = r1 + plane;
-            sample(f, s, y, out_w, ch, [r0, r1, r2, &lut](int x, int v0, int v1, int v2) {
+            sample(f, s, y, xb, xe, ch, [r0, r1, r2, &lut](int x, int v0, int v1, int v2) {
                 r0[x] = lut[0][v0], r1[x] = lut[1][v1], r2[x] = lut[2][v2];
             });
-        }
+        });
     }
     return -1;
 }
