@@ -369,6 +369,8 @@ def check_mean_std(mean: Sequence[float], std: Sequence[float]) -> None:
 def _handler(args: argparse.Namespace) -> int:
     from host_tools.rknn_build import load_onnx_meta
 
+    if args.max_images < 1:
+        raise UserError(f"--max-images {args.max_images}: must be at least 1")
     meta = load_onnx_meta(args.model)
     lst, n = make_calibration(meta, args.out, args.ann, args.images, args.det, args.det_thr, args.max_images, args.force)
     print(f"calibration: {n} person crops {meta.input_size[0]}x{meta.input_size[1]} ({meta.color}) -> {lst}")

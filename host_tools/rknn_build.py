@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -246,6 +247,17 @@ def parse_hybrid(specs: List[str], onnx_path: str | Path) -> List[List[str]]:
     return spans
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file (ties a .rknn to the ONNX it was built from)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 class Stages:
     """Numbered stage lines on stderr ("[2/5] load_onnx ... 0.4 s")."""
 
@@ -397,7 +409,11 @@ def build_rknn(onnx_path: str | Path, out_path: str | Path, opts: BuildOptions, 
             raise UserError(f"-o {out}: {p} already exists; choose another name or pass --force to replace it")
     log = Path(log_path) if log_path is not None else out.with_name(out.name + ".log")
     work = Path(tempfile.mkdtemp(prefix="edgepose_rknn_"))
-    meta, major, dataset = prepare(onnx_path, opts, work)
+    try:
+        meta, major, dataset = prepare(onnx_path, opts, work)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     if opts.hybrid:
         opts.hybrid = [list(s) for s in opts.hybrid]
     log.write_text("")
@@ -413,7 +429,10 @@ def build_rknn(onnx_path: str | Path, out_path: str | Path, opts: BuildOptions, 
         with stages.stage(f"config target={opts.target} dtype={opts.dtype if opts.quantize else 'float16'} "
                           f"algorithm={opts.algorithm} method={opts.method} mean={kw['mean_values'][0]} "
                           f"std={kw['std_values'][0]} colour={meta.color}"):
-            _call(log, "config", rk.config, **kw)
+            try:
+                _call(log, "config", rk.config, **kw)
+            except ToolkitError as exc:  # config only judges the user's options: a user error
+                raise UserError(f"options refused by the toolkit: {exc}") from None
         with stages.stage(f"load_onnx {onnx_path}"):
             _call(log, "load_onnx", rk.load_onnx, model=str(Path(onnx_path).resolve()))
         n_cal = len(dataset.read_text().split()) if dataset is not None else 0
@@ -445,6 +464,7 @@ def build_rknn(onnx_path: str | Path, out_path: str | Path, opts: BuildOptions, 
                      batch=int(opts.batch or meta.batch or 1))
             build = asdict(opts)
             build.update(calib=str(Path(opts.calib).resolve()) if opts.calib else None, onnx=str(Path(onnx_path).resolve()),
+                         onnx_sha256=file_sha256(onnx_path),
                          toolkit=f"rknn-toolkit{'2' if major == 2 else ''} {toolkit_major()[1]}",
                          mean=kw["mean_values"][0], std=kw["std_values"][0], calib_count=n_cal)
             d["build"] = build
@@ -457,6 +477,7 @@ def build_rknn(onnx_path: str | Path, out_path: str | Path, opts: BuildOptions, 
         if not (ok and keep):
             with toolkit_log(log):
                 rk.release()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def output_quantization(rk, dataset: Path, log: Optional[Path]) -> Tuple[float, int]:
@@ -566,6 +587,8 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _handler(args: argparse.Namespace) -> int:
+    if args.max_calib < 1 or args.max_persons < 1:
+        raise UserError("--max-calib/--max-persons: must be at least 1")
     opts = options_from_args(args)
     if args.calib is None and (args.calib_ann or args.calib_det):
         from host_tools.calib import make_calibration

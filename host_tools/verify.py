@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import io
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -251,7 +252,7 @@ def verify(onnx_path: str | Path, test_model: str | Path, ann=None, images=None,
         The report dict (also written as JSON).
     """
     from host_tools.calib import crop_samples, load_samples
-    from host_tools.rknn_build import load_onnx_meta
+    from host_tools.rknn_build import file_sha256, load_onnx_meta
 
     t0 = time.perf_counter()
     meta = load_onnx_meta(onnx_path)
@@ -302,19 +303,32 @@ def verify(onnx_path: str | Path, test_model: str | Path, ann=None, images=None,
             if opts.calib and not Path(opts.calib).is_file():
                 raise UserError(f"{test_model}: was calibrated with {opts.calib}, which is gone; "
                                 "rebuild, or restore the list")
+            want = b.get("onnx_sha256")
+            if want and want != file_sha256(onnx_path):
+                raise UserError(f"{test_model}: was built from another ONNX than {onnx_path} (sha256 differs); "
+                                f"pass the ONNX it was built from ({b.get('onnx', '?')})")
             tmp = Path(tempfile.mkdtemp(prefix="edgepose_verify_"))
-            print(f"verify: rebuilding {test_model.name} in-process for the simulator (target {opts.target})",
-                  file=sys.stderr)
-            res = build_rknn(onnx_path, tmp / test_model.name, opts, keep=True, log_path=tmp / "toolkit.log")
-            rk, own, log = res.rknn, res.rknn, res.log
-        if accuracy_dir is not None:
-            _accuracy_analysis(rk, crops, Path(accuracy_dir), log)
-        print(f"verify: test model {test_model} (rknn-toolkit2 simulator)", file=sys.stderr)
+            log = report_path.with_name(report_path.name + ".toolkit.log")
+            print(f"verify: rebuilding {test_model.name} in-process for the simulator (target {opts.target}); "
+                  f"toolkit log {log}", file=sys.stderr)
+            try:
+                res = build_rknn(onnx_path, tmp / test_model.name, opts, keep=True, log_path=log)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            rk = own = res.rknn
         try:
+            if accuracy_dir is not None:
+                _accuracy_analysis(rk, crops, Path(accuracy_dir), log)
+            print(f"verify: test model {test_model} (rknn-toolkit2 simulator)", file=sys.stderr)
             test = rknn_runner(rk, int(test_meta.batch or 1) if test_meta else 1, log)(crops)
         finally:
             if own is not None:
-                own.release()
+                from host_tools.rknn_build import toolkit_log
+
+                with toolkit_log(log):
+                    own.release()
+                shutil.rmtree(tmp, ignore_errors=True)
 
     cmp = compare(ref, test, centers, scales, areas, meta)
     preds = cmp.pop("_preds")
@@ -377,6 +391,8 @@ def add_verify_data_arguments(p: argparse.ArgumentParser, with_images: bool = Tr
 
 def verify_from_args(args: argparse.Namespace, rknn_obj=None, rknn_meta=None) -> int:
     """Shared by ``verify`` and ``build-rknn --verify``."""
+    if args.max_persons < 1:
+        raise UserError(f"--max-persons {args.max_persons}: must be at least 1")
     if not (args.ann or args.det):
         raise UserError("verify: pass --ann ANNOTATIONS.json (or --det DETECTIONS.json) and --images DIR for the crops")
     test = getattr(args, "test_model", None) or args.output

@@ -127,7 +127,9 @@ def test_build_float16_and_layer_mmse(model, tmp_path, capsys):
     assert "build float16 (no --calib)" in capsys.readouterr().err
     assert read_sidecar(out).quantized == "float16"
     out2 = tmp_path / "mmse.rknn"
-    assert main(["build-rknn", str(onnx_path), "-o", str(out2), "--target", "rk3568", "--calib", str(lst),
+    eight = tmp_path / "eight.txt"  # mmse's minimum, to keep its search short
+    eight.write_text("\n".join(lst.read_text().split()[:8]) + "\n")
+    assert main(["build-rknn", str(onnx_path), "-o", str(out2), "--target", "rk3568", "--calib", str(eight),
                  "--algorithm", "mmse", "--method", "layer", "--optimization-level", "2", "--batch", "2"]) == 0
     b = read_sidecar(out2)
     assert b.build["algorithm"] == "mmse" and b.build["method"] == "layer" and b.batch == 2
@@ -198,3 +200,33 @@ def test_verify_bad_inputs(model, tmp_path, capsys):
     assert rc == 2 and "--ann" in capsys.readouterr().err
     rc = main(["verify", str(onnx_path), str(onnx_path), "--ann", str(ANN), "--images", str(tmp_path / "nope")])
     assert rc == 2 and "not a folder" in capsys.readouterr().err
+
+
+def test_toolkit_refusals_are_one_line(model, tmp_path, capsys):
+    onnx_path, lst = model
+    out = tmp_path / "w8a16.rknn"
+    rc = main(["build-rknn", str(onnx_path), "-o", str(out), "--target", "rk3566", "--calib", str(lst),
+               "--dtype", "w8a16"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert rc == 2 and len(err) == 1
+    assert "options refused by the toolkit" in err[0] and "w8a16" in err[0] and "rk3566" in err[0]
+    assert not out.exists()
+
+
+def test_verify_refuses_an_rknn_built_from_another_onnx(model, tmp_path, capsys):
+    import shutil
+
+    from host_tools.export_onnx import embed_metadata
+
+    onnx_path, lst = model
+    rknn = tmp_path / "a.rknn"
+    assert main(["build-rknn", str(onnx_path), "-o", str(rknn), "--target", "rk3588", "--calib", str(lst)]) == 0
+    other = tmp_path / "other.onnx"
+    shutil.copy(onnx_path, other)
+    meta = read_onnx_metadata(other)
+    meta.arch = "something_else"
+    embed_metadata(other, meta)
+    capsys.readouterr()
+    rc = main(["verify", str(other), str(rknn), "--ann", str(ANN), "--images", str(COCO)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "was built from another ONNX" in err[-1]
