@@ -6,11 +6,24 @@ ratio to edgepose's native kernel (``x`` = how many times slower than native).
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from typing import Callable, Dict
 
 import pytest
+
+# The native kernels are single-threaded, so OpenCV is compared on one thread too (a fair
+# per-core figure, and stable on a shared machine where a second thread waits for a busy core).
+# EDGEPOSE_BENCH_CV2_THREADS=0 leaves OpenCV's own default (all cores).
+CV2_THREADS = int(os.environ.get("EDGEPOSE_BENCH_CV2_THREADS", "1"))
+try:
+    import cv2
+
+    if CV2_THREADS > 0:
+        cv2.setNumThreads(CV2_THREADS)
+except ImportError:  # pragma: no cover - cv2 is a dependency
+    cv2 = None
 
 # group -> implementation -> median seconds
 RESULTS: "OrderedDict[str, Dict[str, float]]" = OrderedDict()
@@ -54,6 +67,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     tr = terminalreporter
     tr.section("edgepose kernels: median time and ratio to native (same process)")
+    if cv2 is not None:
+        tr.write_line(f"OpenCV threads: {cv2.getNumThreads()} (EDGEPOSE_BENCH_CV2_THREADS={CV2_THREADS})")
     for group, impls in RESULTS.items():
         base = impls.get("native")
         tr.write_line(f"{group}")
