@@ -233,3 +233,17 @@ def _boxes_inside(rng, w, h, n):
     bw = rng.uniform(20, w / 3, n)
     bh = rng.uniform(20, h / 3, n)
     return np.stack([rng.uniform(w / 4, w / 2, n), rng.uniform(h / 4, h / 2, n), bw, bh], 1)
+
+
+@native
+def test_concurrent_warps(frames):
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(8)
+    jobs = [(frames[i % len(frames)], random_mats(rng, frames[i % len(frames)], 3)) for i in range(8)]
+    serial = [edgepose.warp_crops(f, m, (IN_W, IN_H), to_rgb=True, mean=[1, 2, 3], std=[4, 5, 6]) for f, m in jobs]
+    with ThreadPoolExecutor(4) as ex:
+        threaded = list(ex.map(lambda j: edgepose.warp_crops(j[0], j[1], (IN_W, IN_H), to_rgb=True, mean=[1, 2, 3],
+                                                             std=[4, 5, 6]), jobs))
+    for a, b in zip(serial, threaded):
+        np.testing.assert_array_equal(a, b)

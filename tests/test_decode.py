@@ -300,3 +300,18 @@ def test_switching_gives_same_result():
     b = edgepose.decode(hm, inv, flipped=hm, flip_pairs=COCO.flip_pairs)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+@native
+def test_concurrent_calls_release_the_gil_safely():
+    """The kernels run without the GIL: concurrent calls from threads give the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(23)
+    jobs = [(gaussian_maps(rng, 4, 17), inv_mats(rng, 4)) for _ in range(8)]
+    serial = [edgepose.decode(h, m, flipped=h, flip_pairs=COCO.flip_pairs) for h, m in jobs]
+    with ThreadPoolExecutor(4) as ex:
+        threaded = list(ex.map(lambda hm: edgepose.decode(hm[0], hm[1], flipped=hm[0], flip_pairs=COCO.flip_pairs), jobs))
+    for (c1, s1), (c2, s2) in zip(serial, threaded):
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_array_equal(s1, s2)
