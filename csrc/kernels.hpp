@@ -3,6 +3,14 @@
 #pragma once
 #include <cstdint>
 
+// The kernels promise the NumPy twins' results to the last bit, so a * b + c must stay two
+// roundings: GCC (and clang) would otherwise fuse it into one FMA on aarch64, the board's CPU.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 namespace edgepose {
 
 // A uint8 H x W x 3 image with arbitrary (possibly negative) byte strides.
