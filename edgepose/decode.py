@@ -29,6 +29,7 @@ import numpy as np
 from . import _dispatch
 
 REFINE_MODES = ("quarter", "dark", "none")
+_INT_RANGE = {np.int8: (-128, 127), np.uint8: (0, 255)}
 DARK_KERNEL = 11
 
 
@@ -69,8 +70,8 @@ def _quant_params(h: np.ndarray, scale, zero_point) -> Tuple[float, int]:
     if not (s > 0 and np.isfinite(s)):
         raise ValueError(f"scale: must be a positive finite number, got {scale}")
     zp = int(zero_point or 0)
-    info = np.iinfo(h.dtype)
-    if not info.min <= zp <= info.max:
+    lo, hi = _INT_RANGE[h.dtype.type]
+    if not lo <= zp <= hi:
         raise ValueError(f"zero_point: {zp} outside the {h.dtype} range")
     return s, zp
 
@@ -81,7 +82,7 @@ def _check_inv(inv_matrices, n: int) -> Optional[np.ndarray]:
     m = np.asarray(inv_matrices, dtype=np.float64)
     if m.shape != (n, 2, 3):
         raise ValueError(f"inv_matrices: expected ({n}, 2, 3) heatmap->frame affines, got {m.shape}")
-    if not np.all(np.isfinite(m)):
+    if not np.isfinite(m).all():
         raise ValueError("inv_matrices: contain NaN or inf")
     return np.ascontiguousarray(m)
 
@@ -251,7 +252,7 @@ def decode(
     if nat is None:
         return decode_numpy(hm, inv, scale=scale, zero_point=zero_point, flipped=fl, flip_pairs=flip_pairs,
                             shift=shift, refine=refine, dark_kernel=dark_kernel)
-    perm = _check_pairs(flip_pairs, hm.shape[1]).astype(np.int64)
+    perm = np.asarray(_check_pairs(flip_pairs, hm.shape[1]), dtype=np.int64)
     return nat.decode(hm, fl, inv, perm, bool(shift), s, zp, REFINE_MODES.index(refine), int(dark_kernel))
 
 
