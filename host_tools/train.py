@@ -133,10 +133,11 @@ def train(cfg: Config, out_dir: Path, validate_each_epoch: bool = True, progress
     try:
         out_dir = Path(out_dir)
         resume_from = find_resume(out_dir, cfg.TRAIN.CHECKPOINT) if cfg.TRAIN.RESUME else None
+        # Checked on every rank, so that no rank is left waiting for one that stopped.
+        if (out_dir / CHECKPOINT).exists() and not cfg.TRAIN.RESUME and not overwrite:
+            raise UserError(f"{out_dir} already holds a training run; continue it with TRAIN.RESUME=true, "
+                            f"or pick another folder (--out / OUTPUT_DIR), or pass --overwrite")
         if main_proc:
-            if (out_dir / CHECKPOINT).exists() and not cfg.TRAIN.RESUME and not overwrite:
-                raise UserError(f"{out_dir} already holds a training run; continue it with TRAIN.RESUME=true, "
-                                f"or pick another folder (--out / OUTPUT_DIR), or pass --overwrite")
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "config.yaml").write_text(cfg.dump())
         seed_everything(int(cfg.TRAIN.SEED) + rank)

@@ -83,3 +83,22 @@ def test_user_errors_are_one_line_exit_2(args, needle, tmp_path):
 def test_help_lists_commands():
     r = host_tools("--help")
     assert r.returncode == 0 and "train" in r.stdout and "valid" in r.stdout
+
+
+def test_torchrun_two_cpu_processes(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed next to this python")
+    run = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "host_tools", "train",
+                        "--out", str(run), "--workers", "0", "--no-validate", "TRAIN.END_EPOCH=1", *SMALL],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 process(es)" in r.stderr
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert len(rows) == 1  # written once, by rank 0
+    import torch
+
+    state = torch.load(run / "model_best.pth.tar", map_location="cpu", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)
