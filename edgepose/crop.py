@@ -76,6 +76,19 @@ def _inverse_cv(m: np.ndarray) -> np.ndarray:
     return np.array([[a11, a12, b1], [a21, a22, b2]])
 
 
+# Fixed-point source coordinates (1/1024 pixel) must stay far inside int64.
+_MAX_REACH = float(2 ** 52)
+
+
+def _check_reach(inv: np.ndarray, i: int, out_w: int, out_h: int) -> None:
+    """Reject a crop->frame matrix that sends the crop beyond +-2**42 pixels (a near-singular
+    frame->crop matrix, e.g. a box of almost zero size): its fixed-point coordinates would
+    overflow."""
+    reach = (np.abs(inv[:, 0]) * out_w + np.abs(inv[:, 1]) * out_h + np.abs(inv[:, 2])) * (1 << AB_BITS)
+    if not np.all(reach < _MAX_REACH):
+        raise ValueError(f"matrices: affine {i} is nearly singular (it maps the crop beyond 2**42 pixels); check the box")
+
+
 def warp_one_numpy(frame: np.ndarray, m: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     """Readable twin of the native warp for one box: ``(out_h, out_w, 3)`` uint8."""
     inv = _inverse_cv(m)
@@ -162,12 +175,12 @@ def warp_crops(
         raise ValueError(f"out_size: expected (out_w, out_h) > 0, got {out_size}")
     frame = _check_frame(frame)
     m = _check_matrices(matrices)
+    out_w, out_h = int(out_size[0]), int(out_size[1])
     for i in range(m.shape[0]):
-        _inverse_cv(m[i])  # singular check, named error before any work
+        _check_reach(_inverse_cv(m[i]), i, out_w, out_h)  # named errors before any work
     nat = _dispatch.native()
     if nat is None:
         return warp_crops_numpy(frame, m, out_size, to_rgb, mean, std, layout)
-    out_w, out_h = int(out_size[0]), int(out_size[1])
     if layout == "nhwc":
         return nat.warp_crops_u8(frame, m, out_w, out_h, bool(to_rgb))
     mean_a, std_a = _norm_params(mean, std)
