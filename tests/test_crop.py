@@ -131,16 +131,20 @@ def test_tiny_frames(shape):
 
 
 @native
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     a=st.floats(-3, 3), b=st.floats(-3, 3), c=st.floats(-3, 3), d=st.floats(-3, 3),
     tx=st.floats(-300, 300), ty=st.floats(-300, 300), ow=st.integers(1, 40), oh=st.integers(1, 40),
-    fw=st.integers(1, 60), fh=st.integers(1, 60), seed=st.integers(0, 2**31),
+    fw=st.integers(1, 60), fh=st.integers(1, 60), seed=st.integers(0, 2**31), upright=st.booleans(),
+    strided=st.booleans(),
 )
-def test_property_random_affines(a, b, c, d, tx, ty, ow, oh, fw, fh, seed):
+def test_property_random_affines(a, b, c, d, tx, ty, ow, oh, fw, fh, seed, upright, strided):
+    if upright:  # no rotation/shear: the separable path
+        b = c = 0.0
     if abs(a * d - b * c) < 1e-3:
         return  # near-singular: covered by the error test
-    f = np.random.default_rng(seed).integers(0, 256, (fh, fw, 3), dtype=np.uint8)
+    f = np.random.default_rng(seed).integers(0, 256, (fh, fw * (2 if strided else 1), 3), dtype=np.uint8)
+    f = f[:, ::2] if strided else f
     m = np.array([[[a, b, tx], [c, d, ty]]])
     got = edgepose.warp_crops(f, m, (ow, oh), layout="nhwc")
     np.testing.assert_array_equal(got, cv2_crops(f, m, (ow, oh)))
