@@ -79,7 +79,10 @@ def test_random_scale_rotation_and_half_body_stay_consistent():
     cfg = load_config(None, COCO + ["DATASET.PROB_HALF_BODY=1.0"])
     ds = build_dataset(cfg, is_train=True)
     np.random.seed(3)
-    seen_rot = False
+    import random
+
+    random.seed(3)
+    seen_rot, seen_half = False, False
     for i in range(len(ds)):
         inp, target, weight, meta = ds[i]
         m = get_affine_transform(meta["center"], meta["scale"], float(meta["rotation"]), (96, 128))
@@ -90,8 +93,9 @@ def test_random_scale_rotation_and_half_body_stay_consistent():
                 continue  # a joint just off the map keeps a cut Gaussian peaking at the border (reference)
             py, px = np.unravel_index(int(torch.argmax(target[j])), (32, 24))
             assert abs(px - cj[j, 0] / 4) <= 1 and abs(py - cj[j, 1] / 4) <= 1
-        assert float(meta["scale"][0]) <= float(ds.db[i].scale[0]) * 1.31  # half body never grows past the scale jitter
-    assert seen_rot
+        # scale jitter alone stays within [0.7, 1.3] x the box; a half-body crop is usually smaller
+        seen_half |= float(meta["scale"][0]) < 0.69 * float(ds.db[i].scale[0])
+    assert seen_rot and seen_half
 
 
 def test_mpii_centre_and_scale_follow_the_original():
