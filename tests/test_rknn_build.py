@@ -230,3 +230,35 @@ def test_verify_refuses_an_rknn_built_from_another_onnx(model, tmp_path, capsys)
     rc = main(["verify", str(other), str(rknn), "--ann", str(ANN), "--images", str(COCO)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "was built from another ONNX" in err[-1]
+
+
+def test_png_and_npy_calibration_see_the_same_colours(model, tmp_path):
+    """The colour contract: .npy crops (model order) and ordinary PNG crops (BGR on disk, read as
+    RGB by the toolkit) must calibrate an RGB model identically; a channel-swapped PNG must not."""
+    import cv2
+
+    from host_tools.rknn_build import BuildOptions, build_rknn
+
+    onnx_path, lst = model
+    npys = lst.read_text().split()
+    png, swapped = [], []
+    for i, p in enumerate(npys):
+        rgb = np.load(p)[0].transpose(1, 2, 0)
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.ascontiguousarray(rgb[..., ::-1]))
+        cv2.imwrite(str(tmp_path / f"s{i}.png"), np.ascontiguousarray(rgb))
+        png.append(str(tmp_path / f"{i}.png"))
+        swapped.append(str(tmp_path / f"s{i}.png"))
+    ranges = {}
+    for name, entries in (("npy", npys), ("png", png), ("swapped", swapped)):
+        lp = tmp_path / f"{name}.txt"
+        lp.write_text("\n".join(entries) + "\n")
+        res = build_rknn(onnx_path, tmp_path / f"{name}.rknn", BuildOptions(target="rk3588", calib=str(lp)), keep=True)
+        try:
+            tab = res.rknn.rknn_base.quantizer.quant_tab  # calibrated ranges (toolkit internals, 2.5.0)
+            ranges[name] = np.array([v["min"][:1] + v["max"][:1] for k, v in sorted(tab.items())
+                                     if k.endswith("_output_0") and v.get("min")], np.float64)
+        finally:
+            res.rknn.release()
+    assert len(ranges["npy"]) > 10
+    np.testing.assert_allclose(ranges["png"], ranges["npy"], rtol=1e-6, atol=1e-9)
+    assert np.abs(ranges["swapped"] - ranges["npy"]).max() > 1e-3 * np.abs(ranges["npy"]).max()
