@@ -276,12 +276,13 @@ def _check_fit(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.T
         return
     bits = []
     if missing:
-        bits.append(f"{len(missing)} missing keys ({_short(missing)})")
+        bits.append(f"{len(missing)} missing keys ({_short(missing, 2)})")
     if unexpected:
-        bits.append(f"{len(unexpected)} unexpected keys ({_short(unexpected)})")
+        bits.append(f"{len(unexpected)} unexpected keys ({_short(unexpected, 2)})")
     if shapes:
         bits.append(f"{len(shapes)} shape mismatches (checkpoint vs model: {_short(shapes, 2)})")
-    raise UserError(f"checkpoint {path} does not fit {what}: it looks like {guess_arch(state)}; " + "; ".join(bits))
+    raise UserError(f"checkpoint {path} does not fit {what}: it looks like {guess_arch(state)}; " + "; ".join(bits)
+                    + " (match MODEL.EXTRA.* / MODEL.NUM_JOINTS to it)")
 
 
 def describe(model: PoseResNet) -> str:

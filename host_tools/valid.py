@@ -128,7 +128,7 @@ def validate(cfg: Config, model: torch.nn.Module, dataset: JointsDataset, out_di
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     """``--cfg FILE`` and trailing ``KEY=value`` overrides (shared by train and valid)."""
-    p.add_argument("--cfg", default=None, help="experiment YAML (original layout); defaults apply when omitted")
+    p.add_argument("--cfg", default=None, help="experiment YAML (original layout); default: the defaults (valid: the config.yaml beside --model-file)")
     p.add_argument("opts", nargs="*", metavar="KEY=value", help="config overrides, e.g. TRAIN.END_EPOCH=2 MODEL.EXTRA.NUM_LAYERS=18")
 
 
@@ -142,9 +142,13 @@ def _main(args: argparse.Namespace) -> int:
     from host_tools.model import describe, get_pose_net, load_checkpoint
 
     overrides = list(args.opts)
+    cfg_path = args.cfg
+    if cfg_path is None and args.model_file and (Path(args.model_file).parent / "config.yaml").is_file():
+        cfg_path = str(Path(args.model_file).parent / "config.yaml")  # the run folder's own config
+        print(f"=> config from {cfg_path}", file=sys.stderr)
     if args.flip_test is not None:
         overrides.append(f"TEST.FLIP_TEST={'true' if args.flip_test else 'false'}")
-    if args.use_detect_bbox:
+    if args.use_detect_bbox or args.det_file:
         overrides.append("TEST.USE_GT_BBOX=false")
     if args.det_file:
         overrides.append(f"TEST.COCO_BBOX_FILE={args.det_file}")
@@ -152,8 +156,8 @@ def _main(args: argparse.Namespace) -> int:
         overrides.append(f"TEST.MODEL_FILE={args.model_file}")
     if args.workers is not None:
         overrides.append(f"WORKERS={args.workers}")
-    cfg = load_config(args.cfg, overrides)
-    out_dir = Path(args.out) if args.out else run_dir(cfg, args.cfg)
+    cfg = load_config(cfg_path, overrides)
+    out_dir = Path(args.out) if args.out else (Path(args.model_file).parent if cfg_path != args.cfg else run_dir(cfg, cfg_path))
     model_file = cfg.TEST.MODEL_FILE or str(out_dir / "model_best.pth.tar")
     if not Path(model_file).is_file():
         raise UserError(f"model file {model_file} not found (pass --model-file or TEST.MODEL_FILE=...)")
@@ -190,7 +194,7 @@ def register(subparsers: Any) -> None:
     flip.add_argument("--flip-test", dest="flip_test", action="store_true", default=None, help="average with the mirrored crop")
     flip.add_argument("--no-flip-test", dest="flip_test", action="store_false")
     p.add_argument("--use-detect-bbox", action="store_true", help="COCO: use detector boxes (TEST.COCO_BBOX_FILE) instead of GT boxes")
-    p.add_argument("--det-file", default=None, help="COCO detection results json (implies nothing; combine with --use-detect-bbox)")
+    p.add_argument("--det-file", default=None, help="COCO detection results json (implies --use-detect-bbox)")
     p.add_argument("--out", default=None, help="output folder (default: the run folder under OUTPUT_DIR)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (WORKERS)")
     p.add_argument("--vis", type=int, default=0, metavar="N", help="also draw skeleton overlays of the N worst and N best images")

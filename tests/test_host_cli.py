@@ -58,9 +58,14 @@ def test_train_one_epoch_then_resume_then_valid(tmp_path):
     assert len(res) == 12 and len(res[0]["keypoints"]) == 51
     assert len(list((out / "overlays").glob("*.png"))) == 2
 
+    # without --cfg, the run folder's config.yaml is used and results land in the run folder
+    r = host_tools("valid", "--model-file", str(run / "model_best.pth.tar"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((run / "summary.json").read_text())["metrics"]["AP"] >= 0
+
     # detector boxes
     r = host_tools("valid", "--cfg", str(run / "config.yaml"), "--model-file", str(run / "model_best.pth.tar"),
-                   "--out", str(tmp_path / "val_det"), "--use-detect-bbox",
+                   "--out", str(tmp_path / "val_det"),
                    "--det-file", str(DATA / "coco_mini/test_coco_det_AP_H_56.json"), "TEST.IMAGE_THRE=0.5")
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "val_det" / "summary.json").read_text())["boxes"] < 118
