@@ -280,7 +280,7 @@ def _check_fit(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.T
     if unexpected:
         bits.append(f"{len(unexpected)} unexpected keys ({_short(unexpected, 2)})")
     if shapes:
-        bits.append(f"{len(shapes)} shape mismatches (checkpoint vs model: {_short(shapes, 2)})")
+        bits.append(f"{len(shapes)} shape mismatches (checkpoint vs model: {_short(shapes, 1)})")
     raise UserError(f"checkpoint {path} does not fit {what}: it looks like {guess_arch(state)}; " + "; ".join(bits)
                     + " (match MODEL.EXTRA.* / MODEL.NUM_JOINTS to it)")
 

@@ -95,7 +95,7 @@ def test_mismatch_is_one_short_readable_line(tmp_path):
     with pytest.raises(UserError) as ei:
         load_checkpoint(get_pose_net(_cfg("MODEL.EXTRA.NUM_LAYERS=18")), path)
     msg = str(ei.value)
-    assert "\n" not in msg and len(msg) < 500
+    assert "\n" not in msg and len(msg) - len(str(path)) < 400
     assert "PoseResNet-50" in msg and "PoseResNet-18" in msg and "unexpected" in msg
     with pytest.raises(UserError, match=r"16 joints.*17 joints|17 joints.*16 joints"):
         load_checkpoint(get_pose_net(_cfg("MODEL.NUM_JOINTS=16")), path)
