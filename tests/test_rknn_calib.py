@@ -33,6 +33,7 @@ try:
     HAVE_RKNN = True
 except ImportError:
     HAVE_RKNN = False
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # rknn-toolkit2 on onnx 1.18
 needs_toolkit = pytest.mark.skipif(not HAVE_RKNN, reason="rknn.api (rknn-toolkit2) not installed")
 
 
