@@ -553,9 +553,18 @@ def RKNN_factory():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "pkg_resources is deprecated", from inside the toolkit
-        from rknn.api import RKNN
+        try:
+            from rknn.api import RKNN
 
-        return RKNN(verbose=False)
+            return RKNN(verbose=False)
+        except ModuleNotFoundError as exc:
+            if exc.name == "pkg_resources":
+                raise UserError("rknn-toolkit2 needs pkg_resources, gone from setuptools>=81: "
+                                "pip install 'setuptools<81' (see docs/RKNN.md)") from None
+            raise UserError(f"rknn.api cannot be imported (missing module {exc.name!r}); install the toolkit's "
+                            "dependencies as in docs/RKNN.md") from None
+        except ImportError as exc:
+            raise UserError(f"rknn.api cannot be imported ({exc}); reinstall rknn-toolkit2 as in docs/RKNN.md") from None
 
 
 # --------------------------------------------------------------------------- CLI
