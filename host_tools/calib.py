@@ -236,8 +236,8 @@ def write_calibration(crops: np.ndarray, out_dir: str | Path, force: bool = Fals
     ``dataset.txt`` (absolute POSIX paths) in ``out_dir``; returns the list path."""
     out = Path(out_dir).resolve()
     lst = out / "dataset.txt"
-    if lst.exists() and not force:
-        raise UserError(f"{lst}: already exists; pick another --out folder or pass --force to replace it")
+    if (lst.exists() or any(out.glob("calib_*.npy"))) and not force:
+        raise UserError(f"{out}: already holds calibration crops; pick another --out folder or pass --force to replace them")
     out.mkdir(parents=True, exist_ok=True)
     lines = []
     for i, c in enumerate(crops):

@@ -105,7 +105,7 @@ def test_make_calib_refuses_to_overwrite(calib_dir, onnx_model):
     lst, _ = calib_dir
     from host_tools.rknn_build import load_onnx_meta
 
-    with pytest.raises(UserError, match="already exists"):
+    with pytest.raises(UserError, match="already holds calibration crops"):
         make_calibration(load_onnx_meta(onnx_model), lst.parent, ann=COCO / "test_coco.json", images=COCO)
 
 
