@@ -24,13 +24,17 @@ struct FrameView {
 // Returns false when the matrix is singular.
 bool invert_affine_cv(const double* m, double* inv);
 
+// How warp sampling rounds (see edgepose/crop.py): Fixed = OpenCV 4.x fixed point (1/32 pixel
+// coordinates, 1/1024 weights), Float = OpenCV 5.x float32 arithmetic.
+enum class Rounding { Fixed = 0, Float = 1 };
+
 // Crop N boxes, frame->crop matrices mats (N,2,3). u8: out (N,out_h,out_w,3).
 // f32: out (N,3,out_h,out_w) = (v - mean[c]) / std[c], channels in output order.
 // Returns the index of the first singular matrix, or -1.
 int64_t warp_crops_u8(const FrameView& f, const double* mats, int64_t n, int out_w, int out_h, bool to_rgb,
-                      uint8_t* out);
+                      uint8_t* out, Rounding rounding = Rounding::Fixed);
 int64_t warp_crops_f32(const FrameView& f, const double* mats, int64_t n, int out_w, int out_h, bool to_rgb,
-                       const float* mean, const float* std, float* out);
+                       const float* mean, const float* std, float* out, Rounding rounding = Rounding::Fixed);
 
 enum Refine { REFINE_QUARTER = 0, REFINE_DARK = 1, REFINE_NONE = 2 };
 

@@ -38,7 +38,13 @@ void check_out_size(int out_w, int out_h) {
     if (out_w <= 0 || out_h <= 0) fail("out_size: expected (out_w, out_h) > 0");
 }
 
-py::array warp_u8(const py::array& frame, const F64& mats, int out_w, int out_h, bool to_rgb) {
+Rounding rounding_arg(int rounding) {
+    if (rounding != 0 && rounding != 1) fail("rounding: expected 0 (fixed) or 1 (float)");
+    return rounding == 1 ? Rounding::Float : Rounding::Fixed;
+}
+
+py::array warp_u8(const py::array& frame, const F64& mats, int out_w, int out_h, bool to_rgb, int rounding) {
+    const Rounding r = rounding_arg(rounding);
     FrameView f = frame_view(frame);
     int64_t n;
     const double* m = mats_ptr(mats, n);
@@ -48,14 +54,15 @@ py::array warp_u8(const py::array& frame, const F64& mats, int out_w, int out_h,
     int64_t bad;
     {
         py::gil_scoped_release nogil;
-        bad = warp_crops_u8(f, m, n, out_w, out_h, to_rgb, o);
+        bad = warp_crops_u8(f, m, n, out_w, out_h, to_rgb, o, r);
     }
     if (bad >= 0) fail("matrices: singular affine at index " + std::to_string(bad));
     return std::move(out);
 }
 
 py::array warp_f32(const py::array& frame, const F64& mats, int out_w, int out_h, bool to_rgb, const F32& mean,
-                   const F32& std) {
+                   const F32& std, int rounding) {
+    const Rounding r = rounding_arg(rounding);
     FrameView f = frame_view(frame);
     int64_t n;
     const double* m = mats_ptr(mats, n);
@@ -66,7 +73,7 @@ py::array warp_f32(const py::array& frame, const F64& mats, int out_w, int out_h
     int64_t bad;
     {
         py::gil_scoped_release nogil;
-        bad = warp_crops_f32(f, m, n, out_w, out_h, to_rgb, mean.data(), std.data(), o);
+        bad = warp_crops_f32(f, m, n, out_w, out_h, to_rgb, mean.data(), std.data(), o, r);
     }
     if (bad >= 0) fail("matrices: singular affine at index " + std::to_string(bad));
     return std::move(out);
@@ -189,10 +196,12 @@ py::tuple soft_oks_nms_py(const F64& kpts, const F64& scores, const F64& areas, 
 PYBIND11_MODULE(_native, mod) {
     mod.doc() = "edgepose native kernels: crop warp, heatmap decode, OKS NMS (see docs/KERNELS.md)";
     mod.def("warp_crops_u8", &warp_u8, py::arg("frame"), py::arg("mats"), py::arg("out_w"), py::arg("out_h"),
-            py::arg("to_rgb"), "Crop N boxes -> (N, out_h, out_w, 3) uint8; bit-exact with cv2.warpAffine.");
+            py::arg("to_rgb"), py::arg("rounding") = 0,
+            "Crop N boxes -> (N, out_h, out_w, 3) uint8; rounding 0 = OpenCV 4.x fixed point (bit-exact), "
+            "1 = OpenCV 5.x float32.");
     mod.def("warp_crops_f32", &warp_f32, py::arg("frame"), py::arg("mats"), py::arg("out_w"), py::arg("out_h"),
-            py::arg("to_rgb"), py::arg("mean"), py::arg("std"),
-            "Crop N boxes -> (N, 3, out_h, out_w) float32, (v - mean) / std.");
+            py::arg("to_rgb"), py::arg("mean"), py::arg("std"), py::arg("rounding") = 0,
+            "Crop N boxes -> (N, 3, out_h, out_w) float32, (v - mean) / std; rounding as warp_crops_u8.");
     mod.def("decode", &decode_py, py::arg("heatmaps"), py::arg("flipped"), py::arg("inv"), py::arg("perm"),
             py::arg("shift"), py::arg("scale"), py::arg("zero_point"), py::arg("refine"), py::arg("dark_kernel"),
             "(N, K, H, W) heatmaps -> (coords (N, K, 2) float32, scores (N, K) float32).");

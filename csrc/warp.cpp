@@ -1,5 +1,6 @@
-// Kernel 1: bilinear crop warp, bit-exact with cv2.warpAffine(INTER_LINEAR, BORDER_CONSTANT)
-// on uint8 images. See edgepose/crop.py for the fixed-point rules this reproduces.
+// Kernel 1: bilinear crop warp with cv2.warpAffine(INTER_LINEAR, BORDER_CONSTANT) semantics on
+// uint8 images, in two roundings: OpenCV 4.x fixed point (bit-exact) and OpenCV 5.x float32.
+// See edgepose/crop.py for the rules both reproduce.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -194,6 +195,99 @@ inline void for_each_span(const Sampler& s, int out_w, int out_h, Fn fn) {
             for (int y = y0; y < std::min(y0 + kTileH, out_h); ++y) fn(y, x0, std::min(x0 + kTileW, out_w));
 }
 
+// ---- float rounding (OpenCV 5.x) ----
+
+// a * b + c rounded once to float32. aarch64 has it in hardware; elsewhere the exact product
+// (24 + 24 bits fit a double) is added in double, the addition's error recovered (TwoSum) and the
+// sum rounded to odd, which makes the final rounding to float32 correct.
+inline float fma32(float a, float b, float c) {
+#if defined(__FP_FAST_FMAF)
+    return std::fma(a, b, c);
+#else
+    const double p = double(a) * double(b), q = double(c);
+    double s = p + q;
+    const double t = s - p;
+    const double err = (p - (s - t)) + (q - t);
+    if (err != 0) {
+        uint64_t bits;
+        std::memcpy(&bits, &s, sizeof(bits));
+        if ((bits & 1) == 0) {
+            bits += ((err > 0) == (s > 0)) ? 1 : uint64_t(-1);  // one ulp toward the exact sum
+            std::memcpy(&s, &bits, sizeof(bits));
+        }
+    }
+    return float(s);
+#endif
+}
+
+// Per-crop float32 matrix (the double inverse rounded, as OpenCV 5 does).
+struct FloatSampler {
+    float m[6];
+    void init(const double* inv) {
+        for (int i = 0; i < 6; ++i) m[i] = float(inv[i]);
+    }
+};
+
+inline int round_u8(float v) {
+    const float r = std::nearbyint(v);  // half to even (default rounding mode), as cvRound
+    return r <= 0.f ? 0 : (r >= 255.f ? 255 : int(r));
+}
+
+// Output pixels xb..xe-1 of row y, float rounding: the row term y*m1 + m2 in two float32
+// roundings, then sx = fma(m0, x, row); weights are the fractional parts; each lerp is one fma.
+template <bool Packed, class Sink>
+inline void sample_row_float(const FrameView& f, const FloatSampler& s, int y, int xb, int xe, const int ch[3],
+                             Sink sink) {
+    const float fy = float(y);
+    const float rx = fy * s.m[1] + s.m[2], ry = fy * s.m[4] + s.m[5];
+    const uint8_t* const data = f.data;
+    const int64_t cs = Packed ? 3 : f.col_stride, chs = Packed ? 1 : f.ch_stride, rs = f.row_stride;
+    const int64_t w = f.w, h = f.h;
+    const int64_t o[3] = {ch[0] * chs, ch[1] * chs, ch[2] * chs};
+    for (int x = xb; x < xe; ++x) {
+        const float sx = fma32(s.m[0], float(x), rx), sy = fma32(s.m[3], float(x), ry);
+        const float flx = std::floor(sx), fly = std::floor(sy);
+        const int64_t ix = int64_t(flx), iy = int64_t(fly);
+        if (ix < -1 || ix >= w || iy < -1 || iy >= h) {
+            sink(x, 0, 0, 0);
+            continue;
+        }
+        const float a = sx - flx, b = sy - fly;  // exact
+        // taps outside the frame read 0 (BORDER_CONSTANT)
+        const bool in_l = ix >= 0, in_r = ix + 1 < w;
+        const uint8_t* top = iy >= 0 ? data + iy * rs : nullptr;
+        const uint8_t* bot = iy + 1 < h ? data + (iy + 1) * rs : nullptr;
+        const int64_t cl = ix * cs, cr = cl + cs;
+        int v[3];
+        for (int c = 0; c < 3; ++c) {
+            const int p00 = top && in_l ? top[cl + o[c]] : 0, p01 = top && in_r ? top[cr + o[c]] : 0;
+            const int p10 = bot && in_l ? bot[cl + o[c]] : 0, p11 = bot && in_r ? bot[cr + o[c]] : 0;
+            const float v0 = fma32(a, float(p01 - p00), float(p00));
+            const float v1 = fma32(a, float(p11 - p10), float(p10));
+            v[c] = round_u8(fma32(b, v1 - v0, v0));
+        }
+        sink(x, v[0], v[1], v[2]);
+    }
+}
+
+template <class Sink>
+inline void sample_float(const FrameView& f, const FloatSampler& s, int y, int xb, int xe, const int ch[3],
+                         Sink sink) {
+    if (f.col_stride == 3 && f.ch_stride == 1)
+        sample_row_float<true>(f, s, y, xb, xe, ch, sink);
+    else
+        sample_row_float<false>(f, s, y, xb, xe, ch, sink);
+}
+
+// Tiles of 16 x 64 output pixels (see for_each_span), whatever the matrix.
+template <class Fn>
+inline void for_each_tile(int out_w, int out_h, Fn fn) {
+    constexpr int kTileH = 16, kTileW = 64;
+    for (int y0 = 0; y0 < out_h; y0 += kTileH)
+        for (int x0 = 0; x0 < out_w; x0 += kTileW)
+            for (int y = y0; y < std::min(y0 + kTileH, out_h); ++y) fn(y, x0, std::min(x0 + kTileW, out_w));
+}
+
 }  // namespace
 
 bool invert_affine_cv(const double* m, double* inv) {
@@ -212,14 +306,26 @@ bool invert_affine_cv(const double* m, double* inv) {
 }
 
 int64_t warp_crops_u8(const FrameView& f, const double* mats, int64_t n, int out_w, int out_h, bool to_rgb,
-                      uint8_t* out) {
+                      uint8_t* out, Rounding rounding) {
     const int ch_bgr[3] = {0, 1, 2}, ch_rgb[3] = {2, 1, 0};
     const int* ch = to_rgb ? ch_rgb : ch_bgr;
     Sampler s;
+    FloatSampler fs;
     const int64_t row = int64_t(out_w) * 3;
     for (int64_t i = 0; i < n; ++i) {
         double inv[6];
         if (!invert_affine_cv(mats + 6 * i, inv)) return i;
+        if (rounding == Rounding::Float) {
+            fs.init(inv);
+            uint8_t* dst = out + i * row * out_h;
+            for_each_tile(out_w, out_h, [&](int y, int xb, int xe) {
+                uint8_t* d = dst + y * row;
+                sample_float(f, fs, y, xb, xe, ch, [d](int x, int v0, int v1, int v2) {
+                    d[3 * x] = uint8_t(v0), d[3 * x + 1] = uint8_t(v1), d[3 * x + 2] = uint8_t(v2);
+                });
+            });
+            continue;
+        }
         s.init(inv, out_w);
         if (s.axis_aligned) s.init_axis(out_w, f.w);
         uint8_t* dst = out + i * row * out_h;
@@ -234,7 +340,7 @@ int64_t warp_crops_u8(const FrameView& f, const double* mats, int64_t n, int out
 }
 
 int64_t warp_crops_f32(const FrameView& f, const double* mats, int64_t n, int out_w, int out_h, bool to_rgb,
-                       const float* mean, const float* std, float* out) {
+                       const float* mean, const float* std, float* out, Rounding rounding) {
     // (v - mean) / std for all 256 grey levels: the same float32 operations as the NumPy twin,
     // done once instead of per pixel.
     float lut[3][256];
@@ -243,10 +349,24 @@ int64_t warp_crops_f32(const FrameView& f, const double* mats, int64_t n, int ou
     const int ch_bgr[3] = {0, 1, 2}, ch_rgb[3] = {2, 1, 0};
     const int* ch = to_rgb ? ch_rgb : ch_bgr;
     Sampler s;
+    FloatSampler fs;
     const int64_t plane = int64_t(out_w) * out_h;
     for (int64_t i = 0; i < n; ++i) {
         double inv[6];
         if (!invert_affine_cv(mats + 6 * i, inv)) return i;
+        if (rounding == Rounding::Float) {
+            fs.init(inv);
+            float* p0 = out + i * 3 * plane;
+            for_each_tile(out_w, out_h, [&](int y, int xb, int xe) {
+                float* r0 = p0 + int64_t(y) * out_w;
+                float* r1 = r0 + plane;
+                float* r2 = r1 + plane;
+                sample_float(f, fs, y, xb, xe, ch, [r0, r1, r2, &lut](int x, int v0, int v1, int v2) {
+                    r0[x] = lut[0][v0], r1[x] = lut[1][v1], r2[x] = lut[2][v2];
+                });
+            });
+            continue;
+        }
         s.init(inv, out_w);
         if (s.axis_aligned) s.init_axis(out_w, f.w);
         float* p0 = out + i * 3 * plane;

@@ -1,14 +1,31 @@
 """Kernel 1: crop N person boxes from one frame into a model-ready batch.
 
-Sampling is bit-identical to ``cv2.warpAffine(frame, M, (w, h), flags=INTER_LINEAR,
-borderMode=BORDER_CONSTANT, borderValue=0)`` as OpenCV computes it for uint8 images:
+Sampling follows ``cv2.warpAffine(frame, M, (w, h), flags=INTER_LINEAR,
+borderMode=BORDER_CONSTANT, borderValue=0)`` on uint8 images in one of two roundings
+(``rounding=``), because OpenCV changed its arithmetic between 4.x and 5.0. Both start from
+the double-precision inverse of ``M`` (the crop->frame matrix, as OpenCV inverts it); pixel
+centres are integer coordinates; neighbours outside the frame count as 0.
 
-* the crop->frame matrix is the double-precision inverse of ``M``;
+``"fixed"`` (default; OpenCV 4.x, bit-exact, what the reference models were trained with):
+
 * source coordinates are fixed point with 1/32-pixel resolution: for output pixel (x, y),
   ``X = (round(1024 * (m01*y + m02)) + 16 + round(1024 * m00 * x)) >> 5`` (same for Y),
   ``round`` being round-half-to-even;
-* bilinear weights are products of the two 5-bit fractions (they sum to 1024), neighbours
-  outside the frame count as 0, and the value is ``(sum + 512) >> 10`` (round half up).
+* bilinear weights are products of the two 5-bit fractions (they sum to 1024) and the
+  value is ``(sum + 512) >> 10`` (round half up).
+
+``"float"`` (OpenCV 5.x, float32 arithmetic, within 1 grey level of an exact bilinear):
+
+* the inverse is rounded to float32 ``m``; per row ``r = f32(f32(y * m01) + m02)`` (two
+  roundings), then ``sx = fma(m00, x, r)`` (one rounding; same for ``sy``);
+* ``ix = floor(sx)``, weight ``a = sx - ix`` (exact), likewise ``iy``, ``b``;
+* ``v0 = fma(a, p01 - p00, p00)``, ``v1 = fma(a, p11 - p10, p10)``,
+  ``v = fma(b, v1 - v0, v0)``, all float32; the result is ``v`` rounded half to even,
+  saturated to uint8.
+
+  This is OpenCV 5.0's vectorised path exactly; OpenCV computes the last
+  ``out_w % 16`` (x86 AVX2) or ``out_w % 8`` (NEON) columns of each row in a scalar
+  loop with slightly different rounding, so those may differ by 1 in rare pixels.
 
 The float output is that uint8 crop, optionally channel-swapped, then ``(v - mean) / std``
 in float32, so it equals warpAffine + the same normalisation exactly (up to float32
@@ -24,6 +41,7 @@ from . import _dispatch
 
 INTER_BITS = 5
 AB_BITS = 10
+ROUNDINGS = ("fixed", "float")
 
 
 def _check_frame(frame: np.ndarray) -> np.ndarray:
@@ -89,9 +107,61 @@ def _check_reach(inv: np.ndarray, i: int, out_w: int, out_h: int) -> None:
         raise ValueError(f"matrices: affine {i} is nearly singular (it maps the crop beyond 2**42 pixels); check the box")
 
 
-def warp_one_numpy(frame: np.ndarray, m: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+def _check_rounding(rounding: str) -> str:
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding: expected 'fixed' (OpenCV 4.x) or 'float' (OpenCV 5.x), got {rounding!r}")
+    return rounding
+
+
+def fma32(a, b, c) -> np.ndarray:
+    """``a * b + c`` in float32 with a single rounding (a fused multiply-add), elementwise.
+
+    The product of two float32 values is exact in float64; the float64 sum is made
+    round-to-odd (its error recovered with TwoSum), so rounding it to float32 is correct.
+    """
+    p = np.asarray(a, np.float32).astype(np.float64) * np.asarray(b, np.float32).astype(np.float64)
+    q = np.asarray(c, np.float32).astype(np.float64)
+    s = p + q
+    t = s - p
+    err = (p - (s - t)) + (q - t)
+    bits = s.view(np.int64)
+    nudge = (err != 0) & ((bits & 1) == 0)
+    # one ulp toward the exact sum: +1 in magnitude when err has the sign of s, else -1
+    step = np.where((err > 0) == (s > 0), 1, -1)
+    s = np.where(nudge, (bits + step).view(np.float64), s)
+    return s.astype(np.float32)
+
+
+def _warp_one_float(frame: np.ndarray, inv: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+    """The ``"float"`` rounding (OpenCV 5.x) for one box; rules in the module docstring."""
+    m = inv.astype(np.float32).reshape(6)
+    h, w = frame.shape[:2]
+    ys, xs = np.mgrid[0:out_h, 0:out_w]
+    yf, xf = ys.astype(np.float32), xs.astype(np.float32)
+    sx = fma32(m[0], xf, yf * m[1] + m[2])
+    sy = fma32(m[3], xf, yf * m[4] + m[5])
+    flx, fly = np.floor(sx), np.floor(sy)
+    a, b = (sx - flx)[..., None], (sy - fly)[..., None]
+    ix, iy = flx.astype(np.int64), fly.astype(np.int64)
+    pad = np.zeros((h + 2, w + 2, 3), np.float32)
+    pad[1:-1, 1:-1] = frame
+    inside = (ix >= -1) & (ix < w) & (iy >= -1) & (iy < h)
+    cx = np.clip(ix, -1, w - 1) + 1
+    cy = np.clip(iy, -1, h - 1) + 1
+    p00, p01 = pad[cy, cx], pad[cy, cx + 1]
+    p10, p11 = pad[cy + 1, cx], pad[cy + 1, cx + 1]
+    v0 = fma32(a, p01 - p00, p00)
+    v1 = fma32(a, p11 - p10, p10)
+    v = np.rint(fma32(b, v1 - v0, v0))
+    v[~inside] = 0
+    return np.clip(v, 0, 255).astype(np.uint8)
+
+
+def warp_one_numpy(frame: np.ndarray, m: np.ndarray, out_w: int, out_h: int, rounding: str = "fixed") -> np.ndarray:
     """Readable twin of the native warp for one box: ``(out_h, out_w, 3)`` uint8."""
     inv = _inverse_cv(m)
+    if _check_rounding(rounding) == "float":
+        return _warp_one_float(frame, inv, out_w, out_h)
     h, w = frame.shape[:2]
     ys, xs = np.mgrid[0:out_h, 0:out_w]
     ab = float(1 << AB_BITS)
@@ -126,14 +196,16 @@ def warp_crops_numpy(
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
     layout: str = "nchw",
+    rounding: str = "fixed",
 ) -> np.ndarray:
     """NumPy twin of :func:`warp_crops` (same arguments, same result)."""
+    _check_rounding(rounding)
     frame = _check_frame(frame)
     m = _check_matrices(matrices)
     out_w, out_h = int(out_size[0]), int(out_size[1])
     crops = np.zeros((m.shape[0], out_h, out_w, 3), np.uint8)
     for i in range(m.shape[0]):
-        crops[i] = warp_one_numpy(frame, m[i], out_w, out_h)
+        crops[i] = warp_one_numpy(frame, m[i], out_w, out_h, rounding)
     if to_rgb:
         crops = crops[..., ::-1]
     if layout == "nhwc":
@@ -151,6 +223,7 @@ def warp_crops(
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
     layout: str = "nchw",
+    rounding: str = "fixed",
 ) -> np.ndarray:
     """Crop N boxes from one frame with one call.
 
@@ -163,10 +236,13 @@ def warp_crops(
             ``(v - mean) / std``; only for ``layout="nchw"``.
         layout: ``"nchw"`` -> float32 ``(N, 3, out_h, out_w)`` normalised (onnxruntime/torch);
             ``"nhwc"`` -> uint8 ``(N, out_h, out_w, 3)`` (an RKNN model with mean/std inside).
+        rounding: ``"fixed"`` -> bit-exact with OpenCV 4.x warpAffine (the training
+            pipeline's); ``"float"`` -> OpenCV 5.x float32 arithmetic (see module docstring).
 
     Returns:
         A new contiguous array; ``N = 0`` gives an empty batch of the right shape.
     """
+    _check_rounding(rounding)
     if layout not in ("nchw", "nhwc"):
         raise ValueError(f"layout: expected 'nchw' or 'nhwc', got {layout!r}")
     if layout == "nhwc" and (mean is not None or std is not None):
@@ -180,8 +256,9 @@ def warp_crops(
         _check_reach(_inverse_cv(m[i]), i, out_w, out_h)  # named errors before any work
     nat = _dispatch.native()
     if nat is None:
-        return warp_crops_numpy(frame, m, out_size, to_rgb, mean, std, layout)
+        return warp_crops_numpy(frame, m, out_size, to_rgb, mean, std, layout, rounding)
+    r = ROUNDINGS.index(rounding)  # the native module's code: 0 fixed, 1 float
     if layout == "nhwc":
-        return nat.warp_crops_u8(frame, m, out_w, out_h, bool(to_rgb))
+        return nat.warp_crops_u8(frame, m, out_w, out_h, bool(to_rgb), r)
     mean_a, std_a = _norm_params(mean, std)
-    return nat.warp_crops_f32(frame, m, out_w, out_h, bool(to_rgb), mean_a, std_a)
+    return nat.warp_crops_f32(frame, m, out_w, out_h, bool(to_rgb), mean_a, std_a, r)
