@@ -188,6 +188,26 @@ def warp_one_numpy(frame: np.ndarray, m: np.ndarray, out_w: int, out_h: int, rou
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def _validate(frame, matrices, out_size, mean, std, layout: str, rounding: str):
+    """Every argument check of :func:`warp_crops`, before any work: a ValueError naming the
+    argument. Returns ``(frame, matrices (N, 2, 3) float64, out_w, out_h)``."""
+    _check_rounding(rounding)
+    if layout not in ("nchw", "nhwc"):
+        raise ValueError(f"layout: expected 'nchw' or 'nhwc', got {layout!r}")
+    if layout == "nhwc" and (mean is not None or std is not None):
+        raise ValueError("mean/std: the uint8 'nhwc' layout is not normalised; drop mean/std or use layout='nchw'")
+    if len(out_size) != 2 or int(out_size[0]) <= 0 or int(out_size[1]) <= 0:
+        raise ValueError(f"out_size: expected (out_w, out_h) > 0, got {out_size}")
+    frame = _check_frame(frame)
+    m = _check_matrices(matrices)
+    out_w, out_h = int(out_size[0]), int(out_size[1])
+    for i in range(m.shape[0]):
+        _check_reach(_inverse_cv(m[i]), i, out_w, out_h)
+    if layout == "nchw":
+        _norm_params(mean, std)
+    return frame, m, out_w, out_h
+
+
 def warp_crops_numpy(
     frame: np.ndarray,
     matrices: np.ndarray,
@@ -198,11 +218,8 @@ def warp_crops_numpy(
     layout: str = "nchw",
     rounding: str = "fixed",
 ) -> np.ndarray:
-    """NumPy twin of :func:`warp_crops` (same arguments, same result)."""
-    _check_rounding(rounding)
-    frame = _check_frame(frame)
-    m = _check_matrices(matrices)
-    out_w, out_h = int(out_size[0]), int(out_size[1])
+    """NumPy twin of :func:`warp_crops` (same arguments, same checks, same result)."""
+    frame, m, out_w, out_h = _validate(frame, matrices, out_size, mean, std, layout, rounding)
     crops = np.zeros((m.shape[0], out_h, out_w, 3), np.uint8)
     for i in range(m.shape[0]):
         crops[i] = warp_one_numpy(frame, m[i], out_w, out_h, rounding)
@@ -242,18 +259,7 @@ def warp_crops(
     Returns:
         A new contiguous array; ``N = 0`` gives an empty batch of the right shape.
     """
-    _check_rounding(rounding)
-    if layout not in ("nchw", "nhwc"):
-        raise ValueError(f"layout: expected 'nchw' or 'nhwc', got {layout!r}")
-    if layout == "nhwc" and (mean is not None or std is not None):
-        raise ValueError("mean/std: the uint8 'nhwc' layout is not normalised; drop mean/std or use layout='nchw'")
-    if len(out_size) != 2 or int(out_size[0]) <= 0 or int(out_size[1]) <= 0:
-        raise ValueError(f"out_size: expected (out_w, out_h) > 0, got {out_size}")
-    frame = _check_frame(frame)
-    m = _check_matrices(matrices)
-    out_w, out_h = int(out_size[0]), int(out_size[1])
-    for i in range(m.shape[0]):
-        _check_reach(_inverse_cv(m[i]), i, out_w, out_h)  # named errors before any work
+    frame, m, out_w, out_h = _validate(frame, matrices, out_size, mean, std, layout, rounding)
     nat = _dispatch.native()
     if nat is None:
         return warp_crops_numpy(frame, m, out_size, to_rgb, mean, std, layout, rounding)

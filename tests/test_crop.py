@@ -1,4 +1,8 @@
-"""Kernel 1 (crop warp): native == NumPy twin == cv2.warpAffine, bit for bit."""
+"""Kernel 1 (crop warp): native == NumPy twin (bit for bit, both roundings) == cv2.warpAffine.
+
+cv2-comparison tests use the rounding of the installed OpenCV: "fixed" for 4.x (bit-exact),
+"float" for 5.x (within 1 grey level: OpenCV 5 rounds the last out_w % 16 (AVX2) or % 8 (NEON)
+columns of a row in a scalar loop that differs slightly from its vector loop)."""
 import importlib
 from pathlib import Path
 
@@ -15,6 +19,17 @@ crop = importlib.import_module("edgepose.crop")
 DATA = Path(__file__).resolve().parent / "data" / "coco_mini"
 native = pytest.mark.skipif(not edgepose.native_available(), reason="edgepose._native not built")
 IN_W, IN_H = 192, 256
+CV_ROUNDING = "float" if int(cv2.__version__.split(".")[0]) >= 5 else "fixed"
+ROUNDINGS = ["fixed", "float"]
+
+
+def assert_like_cv2(got, ref):
+    """Exact for the fixed rounding, <= 1 grey level for the float one (see module docstring)."""
+    assert got.shape == ref.shape
+    if CV_ROUNDING == "fixed":
+        np.testing.assert_array_equal(got, ref)
+    else:
+        assert np.abs(got.astype(np.int16) - ref.astype(np.int16)).max(initial=0) <= 1
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +67,18 @@ def random_mats(rng, frame, n):
 
 
 @native
+@pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("to_rgb", [False, True])
-def test_u8_equals_cv2_and_twin_on_real_frames(frames, to_rgb):
+def test_u8_equals_cv2_and_twin_on_real_frames(frames, to_rgb, rounding):
     rng = np.random.default_rng(1)
     for frame in frames:
         mats = random_mats(rng, frame, 6)
-        got = edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=to_rgb, layout="nhwc")
+        got = edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=to_rgb, layout="nhwc", rounding=rounding)
         assert got.shape == (6, IN_H, IN_W, 3) and got.dtype == np.uint8 and got.flags.c_contiguous
-        np.testing.assert_array_equal(got, cv2_crops(frame, mats, (IN_W, IN_H), to_rgb))
-        np.testing.assert_array_equal(got, crop.warp_crops_numpy(frame, mats, (IN_W, IN_H), to_rgb, layout="nhwc"))
+        if rounding == CV_ROUNDING:
+            assert_like_cv2(got, cv2_crops(frame, mats, (IN_W, IN_H), to_rgb))
+        twin = crop.warp_crops_numpy(frame, mats, (IN_W, IN_H), to_rgb, layout="nhwc", rounding=rounding)
+        np.testing.assert_array_equal(got, twin)
 
 
 @native
@@ -69,19 +87,26 @@ def test_f32_equals_cv2_plus_normalise(frames):
     frame = frames[0]
     mats = random_mats(rng, frame, 4)
     mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
-    got = edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=mean, std=std)
+    r = CV_ROUNDING
+    got = edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=mean, std=std, rounding=r)
     assert got.shape == (4, 3, IN_H, IN_W) and got.dtype == np.float32 and got.flags.c_contiguous
-    ref = (cv2_crops(frame, mats, (IN_W, IN_H), True).astype(np.float32) - np.float32(mean)) / np.float32(std)
+    u8 = edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, layout="nhwc", rounding=r)
+    assert_like_cv2(u8, cv2_crops(frame, mats, (IN_W, IN_H), True))
+    # the float batch is exactly the uint8 crop, normalised
+    ref = (u8.astype(np.float32) - np.float32(mean)) / np.float32(std)
     np.testing.assert_array_equal(got, ref.transpose(0, 3, 1, 2))
-    np.testing.assert_array_equal(got, crop.warp_crops_numpy(frame, mats, (IN_W, IN_H), True, mean, std))
-    # scalar mean/std broadcast; default = raw grey levels
-    raw = edgepose.warp_crops(frame, mats, (IN_W, IN_H))
-    np.testing.assert_array_equal(raw, cv2_crops(frame, mats, (IN_W, IN_H)).astype(np.float32).transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(got, crop.warp_crops_numpy(frame, mats, (IN_W, IN_H), True, mean, std, rounding=r))
+    # default = raw grey levels
+    raw = edgepose.warp_crops(frame, mats, (IN_W, IN_H), rounding=r)
+    bgr = edgepose.warp_crops(frame, mats, (IN_W, IN_H), layout="nhwc", rounding=r)
+    np.testing.assert_array_equal(raw, bgr.astype(np.float32).transpose(0, 3, 1, 2))
+    assert_like_cv2(bgr, cv2_crops(frame, mats, (IN_W, IN_H)))
 
 
 @native
+@pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("view", ["every_other_column", "crop_of_bigger", "reversed_channels", "big_stride", "flipped_rows"])
-def test_non_contiguous_frames(frames, view):
+def test_non_contiguous_frames(frames, view, rounding):
     rng = np.random.default_rng(3)
     base = frames[1]
     if view == "every_other_column":
@@ -101,33 +126,43 @@ def test_non_contiguous_frames(frames, view):
     upright = np.array([[-20, -30, fw / 2, fh / 2], [fw / 3, fh / 4, fw / 4, fh / 3], [fw - 40, fh - 60, 90, 120]])
     mats = np.concatenate([random_mats(rng, f, 5), crop_matrices(upright, (IN_W, IN_H))[2]])
     for rgb in (False, True):
-        got = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=rgb, layout="nhwc")
-        np.testing.assert_array_equal(got, cv2_crops(f, mats, (IN_W, IN_H), rgb))
-        gf = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=rgb, mean=[1, 2, 3], std=[2, 3, 4])
-        np.testing.assert_array_equal(gf, crop.warp_crops_numpy(f, mats, (IN_W, IN_H), rgb, [1, 2, 3], [2, 3, 4]))
+        got = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=rgb, layout="nhwc", rounding=rounding)
+        if rounding == CV_ROUNDING:
+            assert_like_cv2(got, cv2_crops(f, mats, (IN_W, IN_H), rgb))
+        # the same crops from a contiguous copy of the view
+        np.testing.assert_array_equal(got, edgepose.warp_crops(np.ascontiguousarray(f), mats, (IN_W, IN_H), to_rgb=rgb,
+                                                               layout="nhwc", rounding=rounding))
+        gf = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=rgb, mean=[1, 2, 3], std=[2, 3, 4], rounding=rounding)
+        np.testing.assert_array_equal(gf, crop.warp_crops_numpy(f, mats, (IN_W, IN_H), rgb, [1, 2, 3], [2, 3, 4],
+                                                                rounding=rounding))
 
 
 @native
-def test_fully_outside_is_zero_and_edges(frames):
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_fully_outside_is_zero_and_edges(frames, rounding):
     frame = frames[0]
     h, w = frame.shape[:2]
     boxes = np.array([[w + 500, h + 500, 50, 80], [-400, -400, 50, 80], [-30, -40, 80, 100], [w - 40, h - 50, 80, 100]])
     mats = crop_matrices(boxes, (IN_W, IN_H))[2]
-    got = edgepose.warp_crops(frame, mats, (IN_W, IN_H), layout="nhwc")
+    got = edgepose.warp_crops(frame, mats, (IN_W, IN_H), layout="nhwc", rounding=rounding)
     assert not got[:2].any()
     assert got[2:].any()
-    np.testing.assert_array_equal(got, cv2_crops(frame, mats, (IN_W, IN_H)))
+    if rounding == CV_ROUNDING:
+        assert_like_cv2(got, cv2_crops(frame, mats, (IN_W, IN_H)))
+    np.testing.assert_array_equal(got, crop.warp_crops_numpy(frame, mats, (IN_W, IN_H), layout="nhwc", rounding=rounding))
 
 
 @native
+@pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (2, 2)])
-def test_tiny_frames(shape):
+def test_tiny_frames(shape, rounding):
     rng = np.random.default_rng(4)
     f = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
     mats = np.array([[[1.0, 0, 0.3], [0, 1.0, 0.6]], [[0.5, 0.2, -0.4], [-0.1, 0.7, 0.2]], [[3.0, 0, 1], [0, 3.0, 1]]])
-    got = edgepose.warp_crops(f, mats, (5, 4), layout="nhwc")
-    np.testing.assert_array_equal(got, cv2_crops(f, mats, (5, 4)))
-    np.testing.assert_array_equal(got, crop.warp_crops_numpy(f, mats, (5, 4), layout="nhwc"))
+    got = edgepose.warp_crops(f, mats, (5, 4), layout="nhwc", rounding=rounding)
+    if rounding == CV_ROUNDING:
+        assert_like_cv2(got, cv2_crops(f, mats, (5, 4)))
+    np.testing.assert_array_equal(got, crop.warp_crops_numpy(f, mats, (5, 4), layout="nhwc", rounding=rounding))
 
 
 @native
@@ -136,9 +171,9 @@ def test_tiny_frames(shape):
     a=st.floats(-3, 3), b=st.floats(-3, 3), c=st.floats(-3, 3), d=st.floats(-3, 3),
     tx=st.floats(-300, 300), ty=st.floats(-300, 300), ow=st.integers(1, 40), oh=st.integers(1, 40),
     fw=st.integers(1, 60), fh=st.integers(1, 60), seed=st.integers(0, 2**31), upright=st.booleans(),
-    strided=st.booleans(),
+    strided=st.booleans(), rounding=st.sampled_from(ROUNDINGS),
 )
-def test_property_random_affines(a, b, c, d, tx, ty, ow, oh, fw, fh, seed, upright, strided):
+def test_property_random_affines(a, b, c, d, tx, ty, ow, oh, fw, fh, seed, upright, strided, rounding):
     if upright:  # no rotation/shear: the separable path
         b = c = 0.0
     if abs(a * d - b * c) < 1e-3:
@@ -146,17 +181,19 @@ def test_property_random_affines(a, b, c, d, tx, ty, ow, oh, fw, fh, seed, uprig
     f = np.random.default_rng(seed).integers(0, 256, (fh, fw * (2 if strided else 1), 3), dtype=np.uint8)
     f = f[:, ::2] if strided else f
     m = np.array([[[a, b, tx], [c, d, ty]]])
-    got = edgepose.warp_crops(f, m, (ow, oh), layout="nhwc")
-    np.testing.assert_array_equal(got, cv2_crops(f, m, (ow, oh)))
-    np.testing.assert_array_equal(got, crop.warp_crops_numpy(f, m, (ow, oh), layout="nhwc"))
+    got = edgepose.warp_crops(f, m, (ow, oh), layout="nhwc", rounding=rounding)
+    if rounding == CV_ROUNDING:
+        assert_like_cv2(got, cv2_crops(f, m, (ow, oh)))
+    np.testing.assert_array_equal(got, crop.warp_crops_numpy(f, m, (ow, oh), layout="nhwc", rounding=rounding))
 
 
+@pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("impl", ["numpy", "auto"])
-def test_empty_batch(frames, impl):
+def test_empty_batch(frames, impl, rounding):
     edgepose.set_implementation(impl)
-    out = edgepose.warp_crops(frames[0], np.zeros((0, 2, 3)), (IN_W, IN_H))
+    out = edgepose.warp_crops(frames[0], np.zeros((0, 2, 3)), (IN_W, IN_H), rounding=rounding)
     assert out.shape == (0, 3, IN_H, IN_W) and out.dtype == np.float32
-    out = edgepose.warp_crops(frames[0], np.zeros((0, 2, 3)), (IN_W, IN_H), layout="nhwc")
+    out = edgepose.warp_crops(frames[0], np.zeros((0, 2, 3)), (IN_W, IN_H), layout="nhwc", rounding=rounding)
     assert out.shape == (0, IN_H, IN_W, 3) and out.dtype == np.uint8
 
 
@@ -182,19 +219,28 @@ def test_errors_name_the_argument(frames, impl):
         (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), std=[1, 0, 1]), "std"),
         (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), layout="hwc"), "layout"),
         (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), layout="nhwc", mean=[1, 2, 3]), "mean"),
+        (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), rounding="round"), "rounding"),
+        (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), rounding=None), "rounding"),
     ]
     for kwargs, name in cases:
         with pytest.raises(ValueError, match=name):
             edgepose.warp_crops(**kwargs)
+        with pytest.raises(ValueError, match=name):  # the twin checks the same
+            crop.warp_crops_numpy(**kwargs)
+    # the same errors in the float rounding
+    for kwargs, name in cases[:10]:
+        with pytest.raises(ValueError, match=name):
+            edgepose.warp_crops(**kwargs, rounding="float")
 
 
 @native
-def test_switching_gives_same_result(frames):
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_switching_gives_same_result(frames, rounding):
     mats = random_mats(np.random.default_rng(5), frames[2], 3)
     edgepose.set_implementation("native")
-    a = edgepose.warp_crops(frames[2], mats, (IN_W, IN_H), to_rgb=True, mean=[0.5] * 3, std=[2.0] * 3)
+    a = edgepose.warp_crops(frames[2], mats, (IN_W, IN_H), to_rgb=True, mean=[0.5] * 3, std=[2.0] * 3, rounding=rounding)
     edgepose.set_implementation("numpy")
-    b = edgepose.warp_crops(frames[2], mats, (IN_W, IN_H), to_rgb=True, mean=[0.5] * 3, std=[2.0] * 3)
+    b = edgepose.warp_crops(frames[2], mats, (IN_W, IN_H), to_rgb=True, mean=[0.5] * 3, std=[2.0] * 3, rounding=rounding)
     np.testing.assert_array_equal(a, b)
 
 
@@ -206,17 +252,21 @@ def test_native_module_rechecks_memory_safety():
         _native.warp_crops_u8(np.zeros((4, 4, 4), np.uint8), np.zeros((1, 2, 3)), 2, 2, False)
     with pytest.raises(ValueError, match="matrices"):
         _native.warp_crops_u8(np.zeros((4, 4, 3), np.uint8), np.zeros((1, 2, 3)), 2, 2, False)
+    with pytest.raises(ValueError, match="rounding"):
+        _native.warp_crops_u8(np.zeros((4, 4, 3), np.uint8), np.eye(2, 3)[None], 2, 2, False, 7)
 
 
 def test_twin_matches_cv2_single_box(frames):
     """The NumPy twin alone (no native module needed) reproduces cv2.warpAffine."""
     m = get_affine_transform((200.3, 150.7), (1.1, 1.4), 25.0, (IN_W, IN_H))
-    np.testing.assert_array_equal(crop.warp_one_numpy(frames[3], m, IN_W, IN_H), cv2_crops(frames[3], [m], (IN_W, IN_H))[0])
+    got = crop.warp_one_numpy(frames[3], m, IN_W, IN_H, CV_ROUNDING)
+    assert_like_cv2(got, cv2_crops(frames[3], [m], (IN_W, IN_H))[0])
 
 
 @native
+@pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("to_rgb", [False, True])
-def test_axis_aligned_fast_path(frames, to_rgb):
+def test_axis_aligned_fast_path(frames, to_rgb, rounding):
     """Unrotated crops (the runtime's case) take a separable path; mirrored (flip-test) and
     zoomed-in/out crops, inside and across the frame edge, must still equal cv2 bit for bit."""
     rng = np.random.default_rng(6)
@@ -230,10 +280,12 @@ def test_axis_aligned_fast_path(frames, to_rgb):
         mats.append([[sx, 0.0, tx * (1 if sx > 0 else 1)], [0.0, sy, rng.uniform(-sy * h, 0.5 * h)]])
     mats = np.array(mats)
     mats = np.concatenate([mats, crop_matrices(_boxes_inside(rng, w, h, 4), (IN_W, IN_H))[2]])
-    got = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=to_rgb, layout="nhwc")
-    np.testing.assert_array_equal(got, cv2_crops(f, mats, (IN_W, IN_H), to_rgb))
-    gf = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=to_rgb, mean=[9, 8, 7], std=[3, 2, 1])
-    np.testing.assert_array_equal(gf, crop.warp_crops_numpy(f, mats, (IN_W, IN_H), to_rgb, [9, 8, 7], [3, 2, 1]))
+    got = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=to_rgb, layout="nhwc", rounding=rounding)
+    if rounding == CV_ROUNDING:
+        assert_like_cv2(got, cv2_crops(f, mats, (IN_W, IN_H), to_rgb))
+    gf = edgepose.warp_crops(f, mats, (IN_W, IN_H), to_rgb=to_rgb, mean=[9, 8, 7], std=[3, 2, 1], rounding=rounding)
+    np.testing.assert_array_equal(gf, crop.warp_crops_numpy(f, mats, (IN_W, IN_H), to_rgb, [9, 8, 7], [3, 2, 1],
+                                                            rounding=rounding))
 
 
 def _boxes_inside(rng, w, h, n):
@@ -254,3 +306,78 @@ def test_concurrent_warps(frames):
                                                              std=[4, 5, 6]), jobs))
     for a, b in zip(serial, threaded):
         np.testing.assert_array_equal(a, b)
+
+
+def exact_bilinear(frame, m, out_w, out_h):
+    """Independent reference for the float rounding: float64 bilinear by scipy at the source
+    coordinates of the double-precision inverse. scipy's mode='grid-constant' blends with the
+    0 beyond the edge as OpenCV's BORDER_CONSTANT does (its mode='constant' would return 0 for
+    any point past the outer pixel centres instead)."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    inv = cv2.invertAffineTransform(np.asarray(m, np.float64))
+    ys, xs = np.mgrid[0:out_h, 0:out_w].astype(np.float64)
+    sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+    sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    chans = [ndimage.map_coordinates(frame[..., c].astype(np.float64), [sy, sx], order=1, mode="grid-constant", cval=0.0)
+             for c in range(3)]
+    return np.stack(chans, -1)
+
+
+def sharp_frame():
+    """Random noise with saturated blocks and thin stripes: the edges where roundings differ most."""
+    f = np.random.default_rng(10).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    f[40:80, 50:90] = 255
+    f[60:70] = 0
+    f[:, 100:103] = [255, 0, 128]
+    return f
+
+
+@pytest.mark.parametrize("impl", ["numpy", "auto"])
+def test_float_rounding_is_exact_bilinear_within_one_level(frames, impl):
+    edgepose.set_implementation(impl)
+    rng = np.random.default_rng(11)
+    for f in (sharp_frame(), frames[0][::3, ::3]):
+        mats = random_mats(rng, f, 6)
+        ow, oh = 37, 45  # not a multiple of any SIMD width
+        flt = edgepose.warp_crops(f, mats, (ow, oh), layout="nhwc", rounding="float").astype(np.float64)
+        fix = edgepose.warp_crops(f, mats, (ow, oh), layout="nhwc", rounding="fixed").astype(np.float64)
+        ref = np.stack([exact_bilinear(f, m, ow, oh) for m in mats])
+        assert np.abs(flt - np.rint(ref)).max() <= 1
+        assert np.abs(flt - ref).max() < 0.6  # rounding to nearest plus float32 error
+        if f.shape == (120, 160, 3):
+            # the 1/32-pixel fixed point is several grey levels off at these edges
+            assert np.abs(fix - ref).max() > 2
+
+
+@native
+@settings(max_examples=40, deadline=None)
+@given(
+    a=st.floats(-3, 3), b=st.floats(-3, 3), c=st.floats(-3, 3), d=st.floats(-3, 3),
+    tx=st.floats(-300, 300), ty=st.floats(-300, 300), ow=st.integers(1, 40), oh=st.integers(1, 40),
+    fw=st.integers(1, 60), fh=st.integers(1, 60), seed=st.integers(0, 2**31),
+)
+def test_property_float_rounding_near_exact_bilinear(a, b, c, d, tx, ty, ow, oh, fw, fh, seed):
+    if abs(a * d - b * c) < 1e-3:
+        return
+    f = np.random.default_rng(seed).integers(0, 256, (fh, fw, 3), dtype=np.uint8)
+    m = np.array([[a, b, tx], [c, d, ty]])
+    got = edgepose.warp_crops(f, m[None], (ow, oh), layout="nhwc", rounding="float")[0]
+    assert np.abs(got - np.rint(exact_bilinear(f, m, ow, oh))).max() <= 1
+
+
+def test_fma32_rounds_once():
+    """The twin's fused multiply-add: exact cases and ones where two roundings would differ."""
+    one_ulp = np.float32(2.0 ** -23)
+    a = np.float32(1) + one_ulp
+    # (1 + u)^2 = 1 + 2u + u^2: two roundings lose the u^2; one rounding of a*a - (1 + 2u) keeps it
+    assert crop.fma32(a, a, -(np.float32(1) + 2 * one_ulp)) == np.float32(2.0 ** -46)
+    assert crop.fma32(np.float32(3), np.float32(5), np.float32(-1)) == np.float32(14)
+    # the exact sum is 1 + 2**-24 + 2**-70, just above the float32 tie between 1 and 1 + 2**-23;
+    # a plain float64 sum drops the 2**-70, lands on the tie and rounds to even (1.0)
+    a = np.float32(1) + one_ulp
+    b = -np.float32(2.0 ** -24) * (np.float32(1) - one_ulp)
+    assert crop.fma32(a, b, a) == a
+    assert np.float32(np.float64(a) * np.float64(b) + np.float64(a)) == np.float32(1)  # what it avoids
+    # an exact tie still rounds to even, and arrays broadcast
+    got = crop.fma32(np.float32(2.0 ** -24), np.ones(3, np.float32), np.float32(1))
+    assert got.dtype == np.float32 and got.shape == (3,) and np.all(got == 1)
