@@ -86,8 +86,7 @@ def evaluate(cfg: Config, dataset: JointsDataset, preds: Dict[str, np.ndarray], 
         from host_tools.evaluate.coco_eval import coco_keypoint_ap, format_table, postprocess
 
         results = postprocess(preds["keypoints"], preds["box_scores"], preds["areas"], preds["image_ids"],
-                              in_vis_thre=cfg.TEST.IN_VIS_THRE, oks_thre=cfg.TEST.OKS_THRE,
-                              use_nms=bool(cfg.TEST.POST_PROCESS))
+                              in_vis_thre=cfg.TEST.IN_VIS_THRE, oks_thre=cfg.TEST.OKS_THRE)
         if out_dir is not None:
             (out_dir / "keypoints_results.json").write_text(json.dumps(results))
         stats = coco_keypoint_ap(dataset.coco, results, per_image=per_image)
@@ -114,12 +113,18 @@ def evaluate(cfg: Config, dataset: JointsDataset, preds: Dict[str, np.ndarray], 
     return res, format_table(res), res["PCKh@0.5"]["Mean"] / 100.0
 
 
+def refine_mode(cfg: Config) -> str:
+    """The decoder's sub-pixel step: ``TEST.REFINE``, or none when ``TEST.POST_PROCESS`` is false
+    (in the original, POST_PROCESS switched the quarter offset)."""
+    return cfg.TEST.REFINE if cfg.TEST.POST_PROCESS else "none"
+
+
 def validate(cfg: Config, model: torch.nn.Module, dataset: JointsDataset, out_dir: Optional[Path] = None,
              flip_test: Optional[bool] = None, progress: bool = True, workers: Optional[int] = None) -> Tuple[Dict[str, Any], str, float]:
     """:func:`predict` + :func:`evaluate` with the ``TEST.*`` settings of ``cfg``."""
     preds = predict(model, dataset, cfg.TEST.FLIP_TEST if flip_test is None else flip_test, cfg.TEST.SHIFT_HEATMAP,
                     batch_size=cfg.TEST.BATCH_SIZE, workers=cfg.WORKERS if workers is None else workers,
-                    refine=cfg.TEST.REFINE, progress=progress)
+                    refine=refine_mode(cfg), progress=progress)
     return evaluate(cfg, dataset, preds, out_dir)
 
 
@@ -168,7 +173,7 @@ def _main(args: argparse.Namespace) -> int:
     print(f"=> {describe(model)} from {model_file}; {len(dataset)} boxes; flip test {'on' if cfg.TEST.FLIP_TEST else 'off'}",
           file=sys.stderr)
     preds = predict(model, dataset, cfg.TEST.FLIP_TEST, cfg.TEST.SHIFT_HEATMAP, cfg.TEST.BATCH_SIZE, cfg.WORKERS,
-                    refine=cfg.TEST.REFINE)
+                    refine=refine_mode(cfg))
     per_image: Dict[int, float] = {}
     metrics, table, _ = evaluate(cfg, dataset, preds, out_dir, per_image=per_image)
     summary = {"model_file": str(model_file), "dataset": cfg.DATASET.DATASET, "boxes": len(dataset),
