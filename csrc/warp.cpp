@@ -197,21 +197,23 @@ inline void for_each_span(const Sampler& s, int out_w, int out_h, Fn fn) {
 
 // ---- float rounding (OpenCV 5.x) ----
 
-// a * b + c rounded once to float32. aarch64 has it in hardware; elsewhere the exact product
-// (24 + 24 bits fit a double) is added in double, the addition's error recovered (TwoSum) and the
-// sum rounded to odd, which makes the final rounding to float32 correct.
+// a * b + c rounded once to float32. aarch64 has it in hardware. Elsewhere the product is exact
+// in double (24 + 24 bits) and the double sum s, rounded to float32, is already correct unless s
+// landed exactly halfway between two floats (or is tiny): only then is the sum's error recovered
+// (TwoSum) and s rounded to odd, which makes the final rounding to float32 correct.
 inline float fma32(float a, float b, float c) {
 #if defined(__FP_FAST_FMAF)
     return std::fma(a, b, c);
 #else
     const double p = double(a) * double(b), q = double(c);
     double s = p + q;
-    const double t = s - p;
-    const double err = (p - (s - t)) + (q - t);
-    if (err != 0) {
-        uint64_t bits;
-        std::memcpy(&bits, &s, sizeof(bits));
-        if ((bits & 1) == 0) {
+    uint64_t bits;
+    std::memcpy(&bits, &s, sizeof(bits));
+    constexpr uint64_t kDropped = (uint64_t(1) << 29) - 1, kHalf = uint64_t(1) << 28;  // 52 - 23 bits
+    if ((bits & kDropped) == kHalf || std::fabs(s) < 0x1p-125) {
+        const double t = s - p;
+        const double err = (p - (s - t)) + (q - t);
+        if (err != 0 && (bits & 1) == 0) {
             bits += ((err > 0) == (s > 0)) ? 1 : uint64_t(-1);  // one ulp toward the exact sum
             std::memcpy(&s, &bits, sizeof(bits));
         }
@@ -228,9 +230,19 @@ struct FloatSampler {
     }
 };
 
+// Saturated uint8 of v rounded half to even (as cvRound). Adding and removing 2^23 leaves an
+// integer rounded to nearest-even for 0 <= v < 2^23 (no libm call: baseline SSE2 has no roundss).
 inline int round_u8(float v) {
-    const float r = std::nearbyint(v);  // half to even (default rounding mode), as cvRound
-    return r <= 0.f ? 0 : (r >= 255.f ? 255 : int(r));
+    if (!(v > 0.f)) return 0;
+    if (v >= 255.f) return 255;
+    constexpr float kMagic = 8388608.f;  // 2^23
+    return int((v + kMagic) - kMagic);
+}
+
+// floor() of a float as int64, for |v| < 2^62 (the reach check bounds coordinates by 2^42).
+inline int64_t floor_i64(float v) {
+    int64_t i = int64_t(v);  // truncates toward zero
+    return i - (float(i) > v);
 }
 
 // Output pixels xb..xe-1 of row y, float rounding: the row term y*m1 + m2 in two float32
@@ -246,13 +258,12 @@ inline void sample_row_float(const FrameView& f, const FloatSampler& s, int y, i
     const int64_t o[3] = {ch[0] * chs, ch[1] * chs, ch[2] * chs};
     for (int x = xb; x < xe; ++x) {
         const float sx = fma32(s.m[0], float(x), rx), sy = fma32(s.m[3], float(x), ry);
-        const float flx = std::floor(sx), fly = std::floor(sy);
-        const int64_t ix = int64_t(flx), iy = int64_t(fly);
+        const int64_t ix = floor_i64(sx), iy = floor_i64(sy);
         if (ix < -1 || ix >= w || iy < -1 || iy >= h) {
             sink(x, 0, 0, 0);
             continue;
         }
-        const float a = sx - flx, b = sy - fly;  // exact
+        const float a = sx - float(ix), b = sy - float(iy);  // exact
         // taps outside the frame read 0 (BORDER_CONSTANT)
         const bool in_l = ix >= 0, in_r = ix + 1 < w;
         const uint8_t* top = iy >= 0 ? data + iy * rs : nullptr;
