@@ -321,8 +321,9 @@ def frames():
 
 @pytest.mark.parametrize("n", PERSONS)
 @pytest.mark.parametrize("fname", list(FRAMES))
-@pytest.mark.parametrize("impl", ["native", "native uint8 NHWC", "cv2.warpAffine per box + blobFromImages",
-                                  "cv2.warpAffine per box alone", "numba loop", "numpy twin"])
+@pytest.mark.parametrize("impl", ["native", "native uint8 NHWC", "native, float rounding (OpenCV 5)",
+                                  "cv2.warpAffine per box + blobFromImages", "cv2.warpAffine per box alone",
+                                  "numba loop", "numpy twin"])
 def test_warp(measure, frames, fname, n, impl):
     frame = frames[fname]
     mats = crop_matrices(_boxes(n, *FRAMES[fname]), (IN_W, IN_H))[2]
@@ -332,6 +333,9 @@ def test_warp(measure, frames, fname, n, impl):
         fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=mean, std=std)  # noqa: E731
     elif impl == "native uint8 NHWC":
         fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), layout="nhwc")  # noqa: E731
+    elif impl.startswith("native, float"):
+        fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=mean, std=std,  # noqa: E731
+                                         rounding="float")
     elif impl == "cv2.warpAffine per box + blobFromImages":
         fn = lambda: cv2_warp_blob(frame, mats)  # noqa: E731
     elif impl == "cv2.warpAffine per box alone":
@@ -347,6 +351,9 @@ def test_warp(measure, frames, fname, n, impl):
     out = measure(group, impl, fn)
     if impl in ("numba loop", "numpy twin"):
         np.testing.assert_array_equal(out, edgepose.warp_crops(frame, mats, (IN_W, IN_H), True, mean, std))
+    if impl.startswith("native, float") and n == 1:
+        twin = crop.warp_crops_numpy(frame, mats, (IN_W, IN_H), True, mean, std, rounding="float")
+        np.testing.assert_array_equal(out, twin)
 
 
 # ----------------------------------------------------------------------------- OKS NMS
@@ -369,8 +376,8 @@ def test_oks_nms(measure, n, impl):
     np.testing.assert_array_equal(np.asarray(keep), edgepose.oks_nms(kp, sc, ar, 0.9))
 
 
-@pytest.mark.parametrize("impl", ["native", "native uint8 NHWC", "cv2.warpAffine per box + blobFromImages",
-                                  "cv2.warpAffine per box alone"])
+@pytest.mark.parametrize("impl", ["native", "native uint8 NHWC", "native, float rounding (OpenCV 5)",
+                                  "cv2.warpAffine per box + blobFromImages", "cv2.warpAffine per box alone"])
 def test_warp_rotated(measure, frames, impl):
     """Rotated crops (training-time augmentation) take the general per-pixel path."""
     frame = frames["1920x1080"]
@@ -380,6 +387,9 @@ def test_warp_rotated(measure, frames, impl):
         fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=MEAN, std=STD)  # noqa: E731
     elif impl == "native uint8 NHWC":
         fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), layout="nhwc")  # noqa: E731
+    elif impl.startswith("native, float"):
+        fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=MEAN, std=STD,  # noqa: E731
+                                         rounding="float")
     elif impl == "cv2.warpAffine per box + blobFromImages":
         fn = lambda: cv2_warp_blob(frame, mats)  # noqa: E731
     else:

@@ -222,6 +222,16 @@ inline float fma32(float a, float b, float c) {
 #endif
 }
 
+// fma32 for a weight a in [0, 1) and integers |b|, c <= 255 where a == 0 or a >= 2^-20: then
+// a * b + c is a multiple of 2^-43 below 2^9, exact in a double, so one rounding is all there is.
+inline float lerp32(float a, int b, int c) {
+#if defined(__FP_FAST_FMAF)
+    return std::fma(a, float(b), float(c));
+#else
+    return float(double(a) * double(b) + double(c));
+#endif
+}
+
 // Per-crop float32 matrix (the double inverse rounded, as OpenCV 5 does).
 struct FloatSampler {
     float m[6];
@@ -269,12 +279,19 @@ inline void sample_row_float(const FrameView& f, const FloatSampler& s, int y, i
         const uint8_t* top = iy >= 0 ? data + iy * rs : nullptr;
         const uint8_t* bot = iy + 1 < h ? data + (iy + 1) * rs : nullptr;
         const int64_t cl = ix * cs, cr = cl + cs;
+        const bool a_exact = a == 0.f || a >= 0x1p-20f;  // see lerp32
         int v[3];
         for (int c = 0; c < 3; ++c) {
             const int p00 = top && in_l ? top[cl + o[c]] : 0, p01 = top && in_r ? top[cr + o[c]] : 0;
             const int p10 = bot && in_l ? bot[cl + o[c]] : 0, p11 = bot && in_r ? bot[cr + o[c]] : 0;
-            const float v0 = fma32(a, float(p01 - p00), float(p00));
-            const float v1 = fma32(a, float(p11 - p10), float(p10));
+            float v0, v1;
+            if (a_exact) {
+                v0 = lerp32(a, p01 - p00, p00);
+                v1 = lerp32(a, p11 - p10, p10);
+            } else {
+                v0 = fma32(a, float(p01 - p00), float(p00));
+                v1 = fma32(a, float(p11 - p10), float(p10));
+            }
             v[c] = round_u8(fma32(b, v1 - v0, v0));
         }
         sink(x, v[0], v[1], v[2]);

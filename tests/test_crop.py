@@ -381,3 +381,19 @@ def test_fma32_rounds_once():
     # an exact tie still rounds to even, and arrays broadcast
     got = crop.fma32(np.float32(2.0 ** -24), np.ones(3, np.float32), np.float32(1))
     assert got.dtype == np.float32 and got.shape == (3,) and np.all(got == 1)
+
+
+@native
+def test_float_rounding_tiny_and_half_weights(frames):
+    """Weights below 2**-20 (source coordinates just past a pixel centre) take the native
+    kernel's general fused multiply-add; weights of exactly 0 and 1/2 hit the round-half cases.
+    Native and twin must still agree to the bit."""
+    f = frames[1][100:140, 200:260]
+    mats = []
+    for t in (1e-7, 3e-9, -1e-7, 2.0 ** -30, 0.5, -0.5, 0.0, 1.5 + 2.0 ** -22):
+        mats.append([[1.0, 0.0, -t], [0.0, 1.0, t / 3]])
+        mats.append([[0.5, 0.0, -t], [0.0, 2.0, -t]])
+    mats = np.array(mats)
+    for layout in ("nhwc", "nchw"):
+        got = edgepose.warp_crops(f, mats, (61, 41), layout=layout, rounding="float")
+        np.testing.assert_array_equal(got, crop.warp_crops_numpy(f, mats, (61, 41), layout=layout, rounding="float"))
