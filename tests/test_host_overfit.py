@@ -39,9 +39,9 @@ def test_pose_resnet18_overfits_coco_mini():
     first = train_one_epoch(model, loader, criterion, optimizer, torch.device("cpu"), 0, progress=False)["loss"]
     t0 = time.time()
     history = []
-    for step in range(1, 175):
+    for step in range(1, 171):
         loss = train_one_epoch(model, loader, criterion, optimizer, torch.device("cpu"), step, progress=False)["loss"]
-        if step >= 100 and step % 25 == 0:
+        if step >= 100 and step % 10 == 0:
             stats, _, ap = validate(cfg, model, eval_set, flip_test=False, progress=False, workers=0)
             history.append((step, loss, ap))
             if first / loss >= 10 and ap >= 0.9:
