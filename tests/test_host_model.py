@@ -1,7 +1,6 @@
 """host_tools.model: PoseResNet shapes, original parameter names, checkpoint loading."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

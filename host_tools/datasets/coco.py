@@ -14,7 +14,7 @@ import contextlib
 import io
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, List
 
 import numpy as np
 
