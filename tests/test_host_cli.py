@@ -58,6 +58,19 @@ def test_train_one_epoch_then_resume_then_valid(tmp_path):
     assert len(res) == 12 and len(res[0]["keypoints"]) == 51
     assert len(list((out / "overlays").glob("*.png"))) == 2
 
+    # the same weights in the original project's DataParallel layout (`module.`, no num_batches_tracked)
+    import torch
+
+    state = torch.load(run / "model_best.pth.tar", map_location="cpu", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)
+    torch.save({"module." + k: v for k, v in state.items() if not k.endswith("num_batches_tracked")},
+               tmp_path / "pose_resnet_18_official_layout.pth.tar")
+    r = host_tools("valid", "--cfg", str(run / "config.yaml"), "--model-file", str(tmp_path / "pose_resnet_18_official_layout.pth.tar"),
+                   "--out", str(tmp_path / "val_module"), "--flip-test")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "val_module" / "summary.json").read_text())["metrics"] == summary["metrics"]
+    assert (tmp_path / "val_module" / "keypoints_results.json").read_text() == (out / "keypoints_results.json").read_text()
+
     # without --cfg, the run folder's config.yaml is used and results land in the run folder
     r = host_tools("valid", "--model-file", str(run / "model_best.pth.tar"))
     assert r.returncode == 0, r.stderr[-2000:]
