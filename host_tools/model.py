@@ -293,17 +293,19 @@ def describe(model: PoseResNet) -> str:
 def load_checkpoint(
     model: nn.Module,
     source: Union[str, Path, Mapping[str, Any]],
+    name: Optional[str] = None,
 ) -> nn.Module:
     """Load weights into ``model`` from a file path or an in-memory checkpoint.
 
     Accepts the original project's files (``pose_resnet_50_256x192.pth.tar``, ``model_best.pth.tar``
     with ``module.`` keys, with or without ``num_batches_tracked``) and host_tools checkpoints
     (``{"state_dict": ..., ...}``). A checkpoint that does not fit raises :class:`UserError` with
-    one line: counts and a few examples of missing / unexpected / mis-shaped keys.
+    one line: counts and a few examples of missing / unexpected / mis-shaped keys. ``name``
+    labels an in-memory checkpoint in that message.
     """
     label: Union[str, Path]
     if isinstance(source, Mapping):
-        obj, label = source, "<in-memory checkpoint>"
+        obj, label = source, name or "<in-memory checkpoint>"
     else:
         label = Path(source)
         if not label.is_file():

@@ -32,7 +32,7 @@ from host_tools.checkpoint import BEST, CHECKPOINT, FINAL, find_resume, load_tra
 from host_tools.config import Config, expected_heatmap_size, load_config
 from host_tools.datasets import build_dataset
 from host_tools.errors import UserError
-from host_tools.model import describe, get_pose_net
+from host_tools.model import describe, get_pose_net, load_checkpoint
 
 __all__ = ["JointsMSELoss", "build_optimizer", "train", "train_one_epoch", "register"]
 
@@ -153,7 +153,7 @@ def train(cfg: Config, out_dir: Path, validate_each_epoch: bool = True, progress
             if resume_from is None:
                 raise UserError(f"TRAIN.RESUME is true but {out_dir / CHECKPOINT} does not exist (set TRAIN.CHECKPOINT=<file>)")
             state = load_training_state(resume_from)
-            model.load_state_dict(state["state_dict"], strict=False)
+            load_checkpoint(model, {"state_dict": state["state_dict"]}, name=str(resume_from))  # checked: a different network is refused
             optimizer.load_state_dict(state["optimizer"])
             begin, best_perf = int(state["epoch"]), float(state.get("best_perf", -math.inf))
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.TRAIN.LR_STEP, cfg.TRAIN.LR_FACTOR)
