@@ -154,3 +154,47 @@ def test_predict_maps_heatmaps_back_to_the_frame(name):
     assert np.all(err <= (np.sqrt(0.5) * px[:, None].repeat(vis.shape[1], 1))[vis] + 1e-3)
     stats, _, ind = evaluate(cfg, ds, preds)
     assert ind >= (0.9 if name == "coco" else 1.0)
+
+
+def test_flip_test_merges_mirrored_pass_with_pair_swap():
+    """An oracle that answers the mirrored crop with mirrored, pair-swapped targets: the flip test
+    (flip back, swap pairs, shift) must still land on the ground truth. Without the swap,
+    left/right joints would be averaged with each other and miss by a body width."""
+    from edgepose.geometry import affine_points, get_affine_transform
+    from host_tools.valid import predict
+
+    cfg = coco_cfg()
+    ds = build_dataset(cfg, is_train=False)
+    w_in = cfg.MODEL.IMAGE_SIZE[0]
+
+    def flipped_target(i):
+        r = ds.db[i]
+        cj = affine_points(r.joints, get_affine_transform(r.center, r.scale, 0, ds.image_size))
+        cj[:, 0] = w_in - 1 - cj[:, 0]
+        vis = r.joints_vis.copy()
+        for a, b in ds.flip_pairs:
+            cj[[a, b]] = cj[[b, a]]
+            vis[[a, b]] = vis[[b, a]]
+        return torch.from_numpy(ds.codec.encode(cj, vis)[0])
+
+    class FlipOracle(torch.nn.Module):
+        def __init__(self, batch):
+            super().__init__()
+            self.plain = [torch.stack([ds[i][1] for i in range(s, min(s + batch, len(ds)))]) for s in range(0, len(ds), batch)]
+            self.mirror = [torch.stack([flipped_target(i) for i in range(s, min(s + batch, len(ds)))]) for s in range(0, len(ds), batch)]
+            self.calls = 0
+            self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            k, flipped = divmod(self.calls, 2)
+            self.calls += 1
+            return self.mirror[k] if flipped else self.plain[k]
+
+    preds = predict(FlipOracle(4), ds, flip_test=True, batch_size=4, workers=0, progress=False)
+    gt = np.stack([r.joints for r in ds.db])
+    vis = np.stack([r.joints_vis for r in ds.db]) > 0
+    px = np.stack([r.scale[0] * 200 / cfg.MODEL.EXTRA.HEATMAP_SIZE[0] for r in ds.db])
+    err_px = (np.linalg.norm(preds["keypoints"][:, :, :2] - gt, axis=2) / px[:, None])[vis]
+    assert err_px.max() <= 1.0, err_px.max()  # within one heatmap pixel
+    _, _, ap = evaluate(cfg, ds, preds)
+    assert ap >= 0.9
