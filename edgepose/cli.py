@@ -21,6 +21,22 @@ import numpy as np
 EXIT_USAGE = 2
 
 
+
+def _open_quietly(dev: Any) -> Any:
+    """Open a camera without OpenCV's own WARN/ERROR lines: our one-line message says it better."""
+    import cv2
+
+    has_level = hasattr(cv2, "getLogLevel") and hasattr(cv2, "setLogLevel")
+    old = cv2.getLogLevel() if has_level else None
+    if has_level:
+        cv2.setLogLevel(0)  # silent
+    try:
+        return cv2.VideoCapture(dev)
+    finally:
+        if has_level:
+            cv2.setLogLevel(old)
+
+
 class UsageError(Exception):
     """A problem the user can fix; printed as one line, exit code 2."""
 
@@ -152,7 +168,7 @@ class FrameSource:
             self.name = video
         else:
             dev: Any = int(camera) if str(camera).isdigit() else camera
-            self.cap = cv2.VideoCapture(dev)
+            self.cap = _open_quietly(dev)
             if not self.cap.isOpened():
                 raise UsageError(f"--camera {camera}: cannot open the camera (check it is connected, "
                                  "ls /dev/video*, and that no other program uses it)")

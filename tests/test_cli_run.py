@@ -216,3 +216,15 @@ def test_info_on_rknn_without_the_board_runtime(model, tmp_path, capsys):
     assert "not installed here" in out and "layout: nhwc" in out and "target: rk3588" in out
     (tmp_path / "m.rknn.json").unlink()
     _one_line_error(capsys, ["info", "--model", str(rk)], "sidecar missing")
+
+
+def test_camera_error_is_one_line_on_the_real_stderr(model):
+    """OpenCV logs its own WARN/ERROR lines from C++ (fd 2), which capsys cannot see."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "edgepose", "run", "--camera", "57", "--model", str(model)],
+                         capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2, res.stderr
+    assert len(lines) == 1 and "cannot open the camera" in lines[0], lines
