@@ -599,13 +599,21 @@ def _handler(args: argparse.Namespace) -> int:
     if args.max_calib < 1 or args.max_persons < 1:
         raise UserError("--max-calib/--max-persons: must be at least 1")
     opts = options_from_args(args)
+    made_calib: Optional[Path] = None
     if args.calib is None and (args.calib_ann or args.calib_det):
         from host_tools.calib import make_calibration
 
-        cal_dir = Path(args.output).with_name(Path(args.output).stem + "_calib")
+        # what can be refused without the crops is refused before any crop is written
+        check_target(opts.target, *toolkit_major())
+        out = Path(args.output)
+        if out.exists() and not args.force:
+            raise UserError(f"-o {out}: {out} already exists; choose another name or pass --force to replace it")
+        cal_dir = out.with_name(out.stem + "_calib")
         meta = load_onnx_meta(args.model)
+        existed = cal_dir.exists()
         lst, n = make_calibration(meta, cal_dir, args.calib_ann, args.images, args.calib_det,
                                   max_images=args.max_calib, force=args.force)
+        made_calib = None if existed else cal_dir
         print(f"build-rknn: calibration: {n} person crops -> {lst}", file=sys.stderr)
         opts.calib = str(lst)
     try:
@@ -613,6 +621,11 @@ def _handler(args: argparse.Namespace) -> int:
     except ToolkitError as exc:
         print(f"host_tools build-rknn: error: {exc}", file=sys.stderr)
         return 1
+    except UserError:
+        # crops this run made for a build that was refused would only block the next try
+        if made_calib is not None:
+            shutil.rmtree(made_calib, ignore_errors=True)
+        raise
     print(f"build-rknn: wrote {res.rknn_path} ({res.rknn_path.stat().st_size / 1e6:.1f} MB, {res.meta.quantized} "
           f"output, {res.seconds:.1f} s) and {res.sidecar}; toolkit log {res.log}")
     if args.verify:

@@ -263,3 +263,17 @@ def test_png_and_npy_calibration_see_the_same_colours(model, tmp_path):
     assert len(ranges["npy"]) > 10
     np.testing.assert_allclose(ranges["png"], ranges["npy"], rtol=1e-6, atol=1e-9)
     assert np.abs(ranges["swapped"] - ranges["npy"]).max() > 1e-3 * np.abs(ranges["npy"]).max()
+
+
+def test_refused_builds_leave_no_calibration_crops_behind(model, tmp_path, capsys):
+    """A build refused for its target or for too few crops must not leave a crops folder that
+    blocks the corrected command."""
+    onnx_path, _ = model
+    ann = ["--calib-ann", str(ANN), "--images", str(COCO)]
+    rc = main(["build-rknn", str(onnx_path), "-o", str(tmp_path / "a.rknn"), "--target", "rk1808"] + ann)
+    assert rc == 2 and "rknn-toolkit 1.x" in capsys.readouterr().err
+    assert not (tmp_path / "a_calib").exists()
+    rc = main(["build-rknn", str(onnx_path), "-o", str(tmp_path / "b.rknn"), "--target", "rk3588",
+               "--algorithm", "kl_divergence", "--max-calib", "4"] + ann)
+    assert rc == 2 and "needs at least 16" in capsys.readouterr().err
+    assert not (tmp_path / "b_calib").exists() and not (tmp_path / "b.rknn").exists()
