@@ -410,6 +410,7 @@ def info(args: argparse.Namespace) -> Dict[str, Any]:
     from .metadata import MetadataError, read_sidecar
 
     model = Path(args.model)
+    failed = False
     if model.suffix.lower() == ".rknn" and args.backend in ("auto", "rknnlite") and not installed("rknnlite"):
         # a PC inspecting a board model: the sidecar is readable without the NPU runtime
         if not model.is_file():
@@ -420,12 +421,24 @@ def info(args: argparse.Namespace) -> Dict[str, Any]:
             raise UsageError(f"--model {model}: {exc}") from None
         backend = "rknnlite (not installed here: on the board pip install rknn-toolkit-lite2)"
     else:
-        est = load_estimator(args)
-        meta_obj, backend = est.meta, est.backend.describe()
-        est.close()
+        try:
+            est = load_estimator(args)
+        except UsageError as exc:
+            # an NPU runtime that will not start still leaves the sidecar worth showing
+            if model.suffix.lower() != ".rknn" or not model.is_file():
+                raise
+            try:
+                meta_obj = read_sidecar(model)
+            except MetadataError:
+                raise exc from None
+            backend = f"rknnlite: NOT READY ({exc})"
+            failed = True
+        else:
+            meta_obj, backend = est.meta, est.backend.describe()
+            est.close()
     meta = meta_obj.to_dict()
     meta.pop("source_config", None)
-    out = {"edgepose": __version__, "model": str(args.model), "backend": backend,
+    out = {"edgepose": __version__, "model": str(args.model), "backend": backend, "ready": not failed,
            "kernels": implementation(), "native_built": native_available(), "metadata": meta}
     print(f"model:    {out['model']}")
     print(f"backend:  {out['backend']}")
@@ -447,7 +460,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "run":
             run(args)
         else:
-            info(args)
+            if not info(args)["ready"]:
+                return 1  # metadata shown, but this model cannot run here (see the backend line)
     except UsageError as exc:
         print(f"edgepose: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -302,3 +302,39 @@ def test_auto_choice_by_file_type(tmp_path, onnx_model):
         choose_backend(rk, "onnxruntime")
     with pytest.raises(ValueError, match="unknown model type"):
         choose_backend(tmp_path / "m.pt")
+
+
+def test_runtime_noise_becomes_part_of_one_error_line(tmp_path):
+    """RKNNLite prints its own tracebacks straight to fd 2 when init_runtime fails off the board;
+    the user must see one line that carries the reason. Runs in a subprocess so fds are real."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from edgepose.metadata import ModelMeta, write_sidecar
+
+    model = tmp_path / "m.rknn"
+    model.write_bytes(b"RKNN")
+    write_sidecar(model, ModelMeta(layout="nhwc", quantized="int8", target="rk3588"))
+    script = textwrap.dedent(f"""
+        import os, sys
+        from edgepose.backends.rknnlite import RknnLiteBackend
+        from edgepose.backends import BackendError
+        class Noisy:
+            NPU_CORE_AUTO = 0
+            def load_rknn(self, path):
+                os.write(1, b"W rknn-toolkit-lite2 version: 2.5.0\\n"); return 0
+            def init_runtime(self, core_mask=0):
+                os.write(2, b"E Catch exception when init runtime!\\nE Traceback (most recent call last):\\n"
+                            b"Exception: Please specify the target in init_runtime!\\n")
+                return -1
+            def release(self): pass
+        try:
+            RknnLiteBackend(rknnlite_cls=Noisy).load({str(model)!r})
+        except BackendError as exc:
+            print("ERR", exc, file=sys.stderr)
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ERR"), lines
+    assert "Please specify the target in init_runtime!" in lines[0] and "returned -1" in lines[0]

@@ -13,7 +13,11 @@ int8/uint8 outputs instead, they are passed on with the sidecar's ``output_scale
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -23,6 +27,43 @@ from ..metadata import MetadataError, ModelMeta, read_sidecar
 from . import Backend, BackendError, InferResult, InputSpec
 
 CORE_MASKS = ("auto", "0", "1", "2", "0_1", "0_1_2", "all")
+
+
+@contextlib.contextmanager
+def _captured_native_output(sink: list):
+    """Hold what RKNNLite prints (its ``E ...`` tracebacks go straight to fds 1/2) so that a
+    failure is reported as one line; the last lines are appended to ``sink``."""
+    try:
+        fds = (sys.stdout.fileno(), sys.stderr.fileno())
+    except (AttributeError, ValueError, OSError):  # no real fds (e.g. pytest capture)
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        saved = [os.dup(fd) for fd in fds]
+        try:
+            for fd in fds:
+                os.dup2(tmp.fileno(), fd)
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            for fd, old in zip(fds, saved):
+                os.dup2(old, fd)
+                os.close(old)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace")
+            sink.extend(ln.strip() for ln in text.splitlines() if ln.strip())
+
+
+def _why(lines: list) -> str:
+    """The most telling line of RKNNLite's output (its final exception), or ''."""
+    for ln in reversed(lines):
+        if ln.startswith(("Exception:", "E ")) and "Traceback" not in ln and "Catch exception" not in ln:
+            return (ln[2:] if ln.startswith("E ") else ln).strip()
+    return ""
 
 
 def _import_rknnlite():
@@ -76,22 +117,28 @@ class RknnLiteBackend(Backend):
         cls = self._cls or _import_rknnlite()
         mask = core_mask_value(cls, self.core_mask)
         rt = cls()
+        noise: list = []
         try:
-            ret = rt.load_rknn(str(path))
+            with _captured_native_output(noise):
+                ret = rt.load_rknn(str(path))
         except Exception as exc:
             raise BackendError(f"{path}: RKNNLite.load_rknn failed ({exc})") from None
         if ret != 0:
-            raise BackendError(f"{path}: RKNNLite.load_rknn returned {ret}; is it an .rknn file built for this toolkit?")
+            raise BackendError(f"{path}: RKNNLite.load_rknn returned {ret}; is it an .rknn file built for this toolkit?"
+                               + (f" ({_why(noise)})" if _why(noise) else ""))
         try:
-            ret = rt.init_runtime(core_mask=mask)
+            with _captured_native_output(noise):
+                ret = rt.init_runtime(core_mask=mask)
         except Exception as exc:
             rt.release()
             raise BackendError(f"{path}: RKNNLite.init_runtime failed ({exc}); run on the board with its NPU driver "
                                "(on a PC use the .onnx model)") from None
         if ret != 0:
             rt.release()
-            raise BackendError(f"{path}: RKNNLite.init_runtime returned {ret} (core_mask={self.core_mask}); "
-                               "check the NPU driver (dmesg | grep -i rknpu) and the core mask")
+            why = _why(noise)
+            raise BackendError(f"{path}: RKNNLite.init_runtime returned {ret} (core_mask={self.core_mask})"
+                               + (f": {why}" if why else "")
+                               + "; is this a Rockchip board with the NPU driver loaded (dmesg | grep -i rknpu)?")
         self._rt = rt
         # lite2 >= 2.5 can hand back views of its staging buffers instead of new arrays;
         # the estimator copies chunk results before the next call, so that is safe here
