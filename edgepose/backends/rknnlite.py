@@ -116,10 +116,10 @@ class RknnLiteBackend(Backend):
         # hands back float32 (RKNNLite's default); integer outputs without it fail in infer().
         cls = self._cls or _import_rknnlite()
         mask = core_mask_value(cls, self.core_mask)
-        rt = cls()
         noise: list = []
         try:
-            with _captured_native_output(noise):
+            with _captured_native_output(noise):  # the constructor prints its version banner
+                rt = cls()
                 ret = rt.load_rknn(str(path))
         except Exception as exc:
             raise BackendError(f"{path}: RKNNLite.load_rknn failed ({exc})") from None
