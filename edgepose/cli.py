@@ -191,7 +191,10 @@ class FrameSource:
         if (not ok or frame is None) and self.loop and self._i > 0:
             import cv2
 
-            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # rewind; the media time keeps counting up
+            # rewind by reopening: seeking an H.264 stream back to frame 0 has shown decoder
+            # artefacts on the first frames after the seek; a fresh capture never does
+            self.cap.release()
+            self.cap = cv2.VideoCapture(self.name)
             ok, frame = self.cap.read()
         if not ok or frame is None:
             return None, None
