@@ -25,6 +25,7 @@ Sizes are ``[w, h]`` as in the original: ``MODEL.IMAGE_SIZE: [192, 256]`` is 256
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -264,9 +265,29 @@ def load_config(path: Union[str, Path, None] = None, overrides: Sequence[str] = 
         if not isinstance(data, dict):
             raise UserError(f"config file {p}: expected a mapping of sections at the top level")
         _merge(cfg, data, str(p))
+        _anchor_relative_paths(cfg, data, p)
     apply_overrides(cfg, overrides)
     check_config(cfg)
     return cfg
+
+
+_PATH_KEYS = (("DATASET", "ROOT"), ("DATASET", "TRAIN_ANN"), ("DATASET", "TEST_ANN"), ("DATASET", "TRAIN_IMAGES"),
+              ("DATASET", "TEST_IMAGES"), ("TEST", "COCO_BBOX_FILE"), ("MODEL", "PRETRAINED"))
+
+
+def _anchor_relative_paths(cfg: Config, data: Dict[str, Any], cfg_path: Path) -> None:
+    """Relative paths written in a YAML resolve from the current directory, as in the original
+    project; when one does not exist there but does relative to a folder above the YAML (the
+    repository root for ``experiments/...``), use that, so the command works from anywhere."""
+    for section, key in _PATH_KEYS:
+        value = (data.get(section) or {}).get(key) if isinstance(data.get(section), dict) else None
+        if not isinstance(value, str) or not value or os.path.isabs(value) or os.path.exists(value):
+            continue
+        for parent in cfg_path.resolve().parents:
+            candidate = parent / value
+            if candidate.exists():
+                cfg[section][key] = str(candidate)
+                break
 
 
 def check_config(cfg: Config) -> None:

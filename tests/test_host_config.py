@@ -73,3 +73,20 @@ def test_colour_convention_recorded_in_metadata():
     mpii = model_meta(load_config(EXP / "mpii/resnet50/256x256_d256x3_adam_lr1e-3.yaml"))
     assert mpii.keypoint_set == "mpii" and mpii.num_joints == 16 and [0, 5] in mpii.flip_pairs
     assert mpii.input_size == (256, 256) and mpii.heatmap_size == (64, 64)
+
+
+def test_yaml_paths_resolve_from_any_working_directory(tmp_path, monkeypatch):
+    """The mini experiments name tests/data/... relative to the repository root; started from
+    elsewhere, the paths are anchored at the folder above the YAML where they exist."""
+    from pathlib import Path
+
+    from host_tools.config import load_config
+
+    yaml_path = Path(__file__).resolve().parents[1] / "experiments/coco_mini/resnet18/128x96_d256x3_adam_lr1e-3.yaml"
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(yaml_path)
+    for key in ("TRAIN_ANN", "TEST_ANN", "TRAIN_IMAGES"):
+        assert Path(cfg.DATASET[key]).is_absolute() and Path(cfg.DATASET[key]).exists(), key
+    # an override given on the command line is taken as written
+    cfg = load_config(yaml_path, ["DATASET.TRAIN_ANN=elsewhere.json"])
+    assert cfg.DATASET.TRAIN_ANN == "elsewhere.json"
