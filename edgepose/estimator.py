@@ -220,7 +220,8 @@ class PoseEstimator:
         if nms and n > 1:
             kp = np.concatenate([coords, jscores[..., None]], axis=2)
             areas = scales[:, 0] * scales[:, 1] * PIXEL_STD ** 2
-            keep = oks_nms(kp, pscores, areas, self.nms_thr, self.sigmas, self.vis_thr)
+            # as host_tools valid and the reference: every joint counts in the OKS (no vis_thr)
+            keep = oks_nms(kp, pscores, areas, self.nms_thr, self.sigmas)
             poses = poses.select(keep)
         t4 = time.perf_counter()
         t.update(warp=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3, decode=(t3 - t2) * 1e3, nms=(t4 - t3) * 1e3)

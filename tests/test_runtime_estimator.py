@@ -185,7 +185,7 @@ def test_posetrack_detector_boxes_through_nms(models):
     """The PoseTrack18 detections of one real frame (100 boxes with scores, many overlapping)
     through rescoring + OKS NMS: kept poses overlap by at most the threshold, and every dropped
     pose overlaps a kept, better-scored one by more. (Untrained poses of overlapping boxes are
-    not near-identical, so the test uses thr 0.3 and counts every joint to make NMS bite.)"""
+    not near-identical, so the test uses thr 0.3 and vis_thr 0 so rescoring keeps every box.)"""
     import json
 
     from _models import POSETRACK, load_posetrack_frame
@@ -206,7 +206,7 @@ def test_posetrack_detector_boxes_through_nms(models):
     idx = [int(np.flatnonzero((every.boxes == b).all(axis=1))[0]) for b in kept.boxes]
 
     def oks(i, js):  # OKS of kept pose i against candidates js, as the NMS computes it
-        return oks_numpy(kp[i], kp[js], areas[i], areas[js], est.sigmas, 0.0)
+        return oks_numpy(kp[i], kp[js], areas[i], areas[js], est.sigmas)  # every joint counts, as in the estimator
 
     for n, i in enumerate(idx):
         assert np.all(oks(i, np.array(idx[n + 1:], int)) <= 0.3)
