@@ -319,6 +319,22 @@ def frames():
     return out
 
 
+def _warp_fn(impl, frame, mats):
+    """The warp variants shared by the upright and rotated benchmarks (None for the others)."""
+    if impl == "native":
+        return lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=MEAN, std=STD)
+    if impl == "native uint8 NHWC":
+        return lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), layout="nhwc")
+    if impl.startswith("native, float"):
+        return lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=MEAN, std=STD,
+                                           rounding="float")
+    if impl == "cv2.warpAffine per box + blobFromImages":
+        return lambda: cv2_warp_blob(frame, mats)
+    if impl == "cv2.warpAffine per box alone":
+        return lambda: cv2_warp(frame, mats)
+    return None
+
+
 @pytest.mark.parametrize("n", PERSONS)
 @pytest.mark.parametrize("fname", list(FRAMES))
 @pytest.mark.parametrize("impl", ["native", "native uint8 NHWC", "native, float rounding (OpenCV 5)",
@@ -329,22 +345,12 @@ def test_warp(measure, frames, fname, n, impl):
     mats = crop_matrices(_boxes(n, *FRAMES[fname]), (IN_W, IN_H))[2]
     group = f"crop {IN_H}x{IN_W} from {fname}, {n} person(s) -> RGB float32 NCHW"
     mean, std = MEAN, STD
-    if impl == "native":
-        fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=mean, std=std)  # noqa: E731
-    elif impl == "native uint8 NHWC":
-        fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), layout="nhwc")  # noqa: E731
-    elif impl.startswith("native, float"):
-        fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=mean, std=std,  # noqa: E731
-                                         rounding="float")
-    elif impl == "cv2.warpAffine per box + blobFromImages":
-        fn = lambda: cv2_warp_blob(frame, mats)  # noqa: E731
-    elif impl == "cv2.warpAffine per box alone":
-        fn = lambda: cv2_warp(frame, mats)  # noqa: E731
-    elif impl == "numba loop":
+    fn = _warp_fn(impl, frame, mats)
+    if impl == "numba loop":
         invs = np.stack([crop._inverse_cv(m) for m in mats])
         lut = ((np.arange(256, dtype=np.float32)[None] - mean[:, None].astype(np.float32)) / std[:, None].astype(np.float32))
         fn = lambda: _warp_numba(frame, invs, IN_W, IN_H, lut.astype(np.float32), True)  # noqa: E731
-    else:
+    elif impl == "numpy twin":
         if n > 4 or fname != "640x480":
             pytest.skip("the NumPy twin is the readable spec: timed on the small cases only")
         fn = lambda: crop.warp_crops_numpy(frame, mats, (IN_W, IN_H), True, mean, std)  # noqa: E731
@@ -383,15 +389,5 @@ def test_warp_rotated(measure, frames, impl):
     frame = frames["1920x1080"]
     mats = crop_matrices(_boxes(4, 1920, 1080), (IN_W, IN_H), rot=np.array([20.0, -35.0, 10.0, 40.0]))[2]
     group = f"crop {IN_H}x{IN_W} from 1920x1080, 4 person(s), rotated"
-    if impl == "native":
-        fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=MEAN, std=STD)  # noqa: E731
-    elif impl == "native uint8 NHWC":
-        fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), layout="nhwc")  # noqa: E731
-    elif impl.startswith("native, float"):
-        fn = lambda: edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=MEAN, std=STD,  # noqa: E731
-                                         rounding="float")
-    elif impl == "cv2.warpAffine per box + blobFromImages":
-        fn = lambda: cv2_warp_blob(frame, mats)  # noqa: E731
-    else:
-        fn = lambda: cv2_warp(frame, mats)  # noqa: E731
+    fn = _warp_fn(impl, frame, mats)
     measure(group, impl, fn)

@@ -413,35 +413,35 @@ def info(args: argparse.Namespace) -> Dict[str, Any]:
     from .metadata import MetadataError, read_sidecar
 
     model = Path(args.model)
-    failed = False
-    if model.suffix.lower() == ".rknn" and args.backend in ("auto", "rknnlite") and not installed("rknnlite"):
-        # a PC inspecting a board model: the sidecar is readable without the NPU runtime
+    is_rknn = model.suffix.lower() == ".rknn"
+
+    def sidecar(cause: Optional[UsageError]):
+        # a board model's metadata is readable without (or despite) its NPU runtime
         if not model.is_file():
-            raise UsageError(f"--model {model}: file not found")
+            raise cause or UsageError(f"--model {model}: file not found")
         try:
-            meta_obj = read_sidecar(model)
+            return read_sidecar(model)
         except MetadataError as exc:
-            raise UsageError(f"--model {model}: {exc}") from None
+            raise cause or UsageError(f"--model {model}: {exc}") from None
+
+    ready = True
+    if is_rknn and args.backend in ("auto", "rknnlite") and not installed("rknnlite"):
+        meta_obj = sidecar(None)
         backend = "rknnlite (not installed here: on the board pip install rknn-toolkit-lite2)"
     else:
         try:
             est = load_estimator(args)
         except UsageError as exc:
-            # an NPU runtime that will not start still leaves the sidecar worth showing
-            if model.suffix.lower() != ".rknn" or not model.is_file():
+            if not is_rknn:
                 raise
-            try:
-                meta_obj = read_sidecar(model)
-            except MetadataError:
-                raise exc from None
-            backend = f"rknnlite: NOT READY ({exc})"
-            failed = True
+            meta_obj = sidecar(exc)
+            backend, ready = f"rknnlite: NOT READY ({exc})", False
         else:
             meta_obj, backend = est.meta, est.backend.describe()
             est.close()
     meta = meta_obj.to_dict()
     meta.pop("source_config", None)
-    out = {"edgepose": __version__, "model": str(args.model), "backend": backend, "ready": not failed,
+    out = {"edgepose": __version__, "model": str(args.model), "backend": backend, "ready": ready,
            "kernels": implementation(), "native_built": native_available(), "metadata": meta}
     print(f"model:    {out['model']}")
     print(f"backend:  {out['backend']}")

@@ -280,7 +280,7 @@ def _anchor_relative_paths(cfg: Config, data: Dict[str, Any], cfg_path: Path) ->
     project; when one does not exist there but does relative to a folder above the YAML (the
     repository root for ``experiments/...``), use that, so the command works from anywhere."""
     for section, key in _PATH_KEYS:
-        value = (data.get(section) or {}).get(key) if isinstance(data.get(section), dict) else None
+        value = data[section].get(key) if isinstance(data.get(section), dict) else None
         if not isinstance(value, str) or not value or os.path.isabs(value) or os.path.exists(value):
             continue
         for parent in cfg_path.resolve().parents:

@@ -381,6 +381,22 @@ def prepare(onnx_path: str | Path, opts: BuildOptions, workdir: Path):
     return meta, major, resolved
 
 
+def check_output(out_path: str | Path, force: bool) -> Path:
+    """Refuse an output name that is not ``.rknn``, whose folder is missing, or that (or its
+    sidecar) already exists without ``force``."""
+    from edgepose.metadata import sidecar_path
+
+    out = Path(out_path)
+    if out.suffix != ".rknn":
+        raise UserError(f"-o {out}: the output name must end in .rknn")
+    if not out.parent.is_dir():
+        raise UserError(f"-o {out}: folder {out.parent} does not exist; create it first")
+    for p in (out, sidecar_path(out)):
+        if p.exists() and not force:
+            raise UserError(f"-o {out}: {p} already exists; choose another name or pass --force to replace it")
+    return out
+
+
 def build_rknn(onnx_path: str | Path, out_path: str | Path, opts: BuildOptions, force: bool = False,
                keep: bool = False, log_path: Optional[str | Path] = None) -> BuildResult:
     """Build ``out_path`` (.rknn) and its sidecar from an edgepose ONNX.
@@ -399,14 +415,7 @@ def build_rknn(onnx_path: str | Path, out_path: str | Path, opts: BuildOptions, 
     from edgepose.metadata import ModelMeta, write_sidecar, sidecar_path
 
     t_start = time.perf_counter()
-    out = Path(out_path)
-    if out.suffix != ".rknn":
-        raise UserError(f"-o {out}: the output name must end in .rknn")
-    if not out.parent.is_dir():
-        raise UserError(f"-o {out}: folder {out.parent} does not exist; create it first")
-    for p in (out, sidecar_path(out)):
-        if p.exists() and not force:
-            raise UserError(f"-o {out}: {p} already exists; choose another name or pass --force to replace it")
+    out = check_output(out_path, force)
     log = Path(log_path) if log_path is not None else out.with_name(out.name + ".log")
     work = Path(tempfile.mkdtemp(prefix="edgepose_rknn_"))
     try:
@@ -605,9 +614,7 @@ def _handler(args: argparse.Namespace) -> int:
 
         # what can be refused without the crops is refused before any crop is written
         check_target(opts.target, *toolkit_major())
-        out = Path(args.output)
-        if out.exists() and not args.force:
-            raise UserError(f"-o {out}: {out} already exists; choose another name or pass --force to replace it")
+        out = check_output(args.output, args.force)
         cal_dir = out.with_name(out.stem + "_calib")
         meta = load_onnx_meta(args.model)
         existed = cal_dir.exists()
