@@ -1,10 +1,13 @@
 """Kernel 1: crop N person boxes from one frame into a model-ready batch.
 
 Sampling follows ``cv2.warpAffine(frame, M, (w, h), flags=INTER_LINEAR,
-borderMode=BORDER_CONSTANT, borderValue=0)`` on uint8 images in one of two roundings
+borderMode=BORDER_CONSTANT, borderValue=border_value)`` on uint8 images in one of two roundings
 (``rounding=``), because OpenCV changed its arithmetic between 4.x and 5.0. Both start from
 the double-precision inverse of ``M`` (the crop->frame matrix, as OpenCV inverts it); pixel
-centres are integer coordinates; neighbours outside the frame count as 0.
+centres are integer coordinates; neighbours outside the frame read the border value (0 by
+default; per channel, in the frame's channel order), so at the frame edge the bilinear blend
+mixes frame pixels with the border as OpenCV does, and a pixel whose four neighbours are all
+outside is the border value itself.
 
 ``"fixed"`` (default; OpenCV 4.x, bit-exact, what the reference models were trained with):
 
@@ -107,6 +110,20 @@ def _check_reach(inv: np.ndarray, i: int, out_w: int, out_h: int) -> None:
         raise ValueError(f"matrices: affine {i} is nearly singular (it maps the crop beyond 2**42 pixels); check the box")
 
 
+def _check_border(border_value) -> np.ndarray:
+    """``border_value`` -> 3 uint8 values in the frame's channel order."""
+    try:
+        v = np.asarray(border_value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"border_value: expected a number or 3 numbers in 0..255, got {border_value!r}") from None
+    if v.size == 1:
+        v = np.repeat(v, 3)
+    if v.size != 3 or not np.all(np.isfinite(v)) or np.any(v != np.rint(v)) or np.any((v < 0) | (v > 255)):
+        raise ValueError(f"border_value: expected an integer or 3 integers in 0..255 (frame channel order), "
+                         f"got {border_value!r}")
+    return v.astype(np.uint8)
+
+
 def _check_rounding(rounding: str) -> str:
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding: expected 'fixed' (OpenCV 4.x) or 'float' (OpenCV 5.x), got {rounding!r}")
@@ -132,7 +149,18 @@ def fma32(a, b, c) -> np.ndarray:
     return s.astype(np.float32)
 
 
-def _warp_one_float(frame: np.ndarray, inv: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+def _padded(frame: np.ndarray, border: np.ndarray, dtype) -> np.ndarray:
+    """The frame inside a one-pixel frame of the border value: every in-range 2x2 neighbourhood
+    can then be read unconditionally."""
+    h, w = frame.shape[:2]
+    pad = np.empty((h + 2, w + 2, 3), dtype)
+    pad[:] = border
+    pad[1:-1, 1:-1] = frame
+    return pad
+
+
+def _warp_one_float(frame: np.ndarray, inv: np.ndarray, out_w: int, out_h: int,
+                    border: np.ndarray = np.zeros(3, np.uint8)) -> np.ndarray:
     """The ``"float"`` rounding (OpenCV 5.x) for one box; rules in the module docstring."""
     m = inv.astype(np.float32).reshape(6)
     h, w = frame.shape[:2]
@@ -143,8 +171,7 @@ def _warp_one_float(frame: np.ndarray, inv: np.ndarray, out_w: int, out_h: int) 
     flx, fly = np.floor(sx), np.floor(sy)
     a, b = (sx - flx)[..., None], (sy - fly)[..., None]
     ix, iy = flx.astype(np.int64), fly.astype(np.int64)
-    pad = np.zeros((h + 2, w + 2, 3), np.float32)
-    pad[1:-1, 1:-1] = frame
+    pad = _padded(frame, border, np.float32)
     inside = (ix >= -1) & (ix < w) & (iy >= -1) & (iy < h)
     cx = np.clip(ix, -1, w - 1) + 1
     cy = np.clip(iy, -1, h - 1) + 1
@@ -153,15 +180,17 @@ def _warp_one_float(frame: np.ndarray, inv: np.ndarray, out_w: int, out_h: int) 
     v0 = fma32(a, p01 - p00, p00)
     v1 = fma32(a, p11 - p10, p10)
     v = np.rint(fma32(b, v1 - v0, v0))
-    v[~inside] = 0
+    v[~inside] = border
     return np.clip(v, 0, 255).astype(np.uint8)
 
 
-def warp_one_numpy(frame: np.ndarray, m: np.ndarray, out_w: int, out_h: int, rounding: str = "fixed") -> np.ndarray:
+def warp_one_numpy(frame: np.ndarray, m: np.ndarray, out_w: int, out_h: int, rounding: str = "fixed",
+                   border_value=0) -> np.ndarray:
     """Readable twin of the native warp for one box: ``(out_h, out_w, 3)`` uint8."""
     inv = _inverse_cv(m)
+    border = _check_border(border_value)
     if _check_rounding(rounding) == "float":
-        return _warp_one_float(frame, inv, out_w, out_h)
+        return _warp_one_float(frame, inv, out_w, out_h, border)
     h, w = frame.shape[:2]
     ys, xs = np.mgrid[0:out_h, 0:out_w]
     ab = float(1 << AB_BITS)
@@ -172,9 +201,7 @@ def warp_one_numpy(frame: np.ndarray, m: np.ndarray, out_w: int, out_h: int, rou
     Y = (y0 + np.rint(inv[1, 0] * xs * ab).astype(np.int64)) >> (AB_BITS - INTER_BITS)
     ix, iy = X >> INTER_BITS, Y >> INTER_BITS
     fx, fy = X & 31, Y & 31
-    # A one-pixel zero border lets every in-range 2x2 neighbourhood be read unconditionally.
-    pad = np.zeros((h + 2, w + 2, 3), np.int64)
-    pad[1:-1, 1:-1] = frame
+    pad = _padded(frame, border, np.int64)
     inside = (ix >= -1) & (ix < w) & (iy >= -1) & (iy < h)
     cx = np.clip(ix, -1, w - 1) + 1
     cy = np.clip(iy, -1, h - 1) + 1
@@ -184,14 +211,15 @@ def warp_one_numpy(frame: np.ndarray, m: np.ndarray, out_w: int, out_h: int, rou
     w11 = (fx * fy)[..., None]
     acc = w00 * pad[cy, cx] + w01 * pad[cy, cx + 1] + w10 * pad[cy + 1, cx] + w11 * pad[cy + 1, cx + 1]
     out = (acc + 512) >> 10
-    out[~inside] = 0
+    out[~inside] = border
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _validate(frame, matrices, out_size, mean, std, layout: str, rounding: str):
+def _validate(frame, matrices, out_size, mean, std, layout: str, rounding: str, border_value=0):
     """Every argument check of :func:`warp_crops`, before any work: a ValueError naming the
     argument. Returns ``(frame, matrices (N, 2, 3) float64, out_w, out_h)``."""
     _check_rounding(rounding)
+    _check_border(border_value)
     if layout not in ("nchw", "nhwc"):
         raise ValueError(f"layout: expected 'nchw' or 'nhwc', got {layout!r}")
     if layout == "nhwc" and (mean is not None or std is not None):
@@ -217,12 +245,13 @@ def warp_crops_numpy(
     std: Optional[Sequence[float]] = None,
     layout: str = "nchw",
     rounding: str = "fixed",
+    border_value=0,
 ) -> np.ndarray:
     """NumPy twin of :func:`warp_crops` (same arguments, same checks, same result)."""
-    frame, m, out_w, out_h = _validate(frame, matrices, out_size, mean, std, layout, rounding)
+    frame, m, out_w, out_h = _validate(frame, matrices, out_size, mean, std, layout, rounding, border_value)
     crops = np.zeros((m.shape[0], out_h, out_w, 3), np.uint8)
     for i in range(m.shape[0]):
-        crops[i] = warp_one_numpy(frame, m[i], out_w, out_h, rounding)
+        crops[i] = warp_one_numpy(frame, m[i], out_w, out_h, rounding, border_value)
     if to_rgb:
         crops = crops[..., ::-1]
     if layout == "nhwc":
@@ -241,6 +270,7 @@ def warp_crops(
     std: Optional[Sequence[float]] = None,
     layout: str = "nchw",
     rounding: str = "fixed",
+    border_value=0,
 ) -> np.ndarray:
     """Crop N boxes from one frame with one call.
 
@@ -255,14 +285,17 @@ def warp_crops(
             ``"nhwc"`` -> uint8 ``(N, out_h, out_w, 3)`` (an RKNN model with mean/std inside).
         rounding: ``"fixed"`` -> bit-exact with OpenCV 4.x warpAffine (the training
             pipeline's); ``"float"`` -> OpenCV 5.x float32 arithmetic (see module docstring).
+        border_value: what samples outside the frame read (OpenCV's ``borderValue`` with
+            ``BORDER_CONSTANT``): an integer 0..255 or 3 of them in the *frame's* channel order
+            (BGR), before ``to_rgb`` and normalisation; 114 for a YOLO letterbox.
 
     Returns:
         A new contiguous array; ``N = 0`` gives an empty batch of the right shape.
     """
-    frame, m, out_w, out_h = _validate(frame, matrices, out_size, mean, std, layout, rounding)
+    frame, m, out_w, out_h = _validate(frame, matrices, out_size, mean, std, layout, rounding, border_value)
     nat = _dispatch.native()
-    if nat is None:
-        return warp_crops_numpy(frame, m, out_size, to_rgb, mean, std, layout, rounding)
+    if nat is None or np.any(_check_border(border_value)):
+        return warp_crops_numpy(frame, m, out_size, to_rgb, mean, std, layout, rounding, border_value)
     r = ROUNDINGS.index(rounding)  # the native module's code: 0 fixed, 1 float
     if layout == "nhwc":
         return nat.warp_crops_u8(frame, m, out_w, out_h, bool(to_rgb), r)

@@ -46,11 +46,12 @@ def _auto_impl():
     edgepose.set_implementation("auto")
 
 
-def cv2_crops(frame, mats, size, to_rgb=False):
+def cv2_crops(frame, mats, size, to_rgb=False, border=0):
     out = []
+    bv = tuple(int(v) for v in np.broadcast_to(border, 3))
     for m in mats:
         c = cv2.warpAffine(np.ascontiguousarray(frame), m, size, flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=bv)
         out.append(c[..., ::-1] if to_rgb else c)
     return np.stack(out) if out else np.zeros((0, size[1], size[0], 3), np.uint8)
 
@@ -221,6 +222,10 @@ def test_errors_name_the_argument(frames, impl):
         (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), layout="nhwc", mean=[1, 2, 3]), "mean"),
         (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), rounding="round"), "rounding"),
         (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), rounding=None), "rounding"),
+        (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), border_value=256), "border_value"),
+        (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), border_value=(1, 2)), "border_value"),
+        (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), border_value=1.5), "border_value"),
+        (dict(frame=f, matrices=good, out_size=(IN_W, IN_H), border_value="grey"), "border_value"),
     ]
     for kwargs, name in cases:
         with pytest.raises(ValueError, match=name):
@@ -397,3 +402,88 @@ def test_float_rounding_tiny_and_half_weights(frames):
     for layout in ("nhwc", "nchw"):
         got = edgepose.warp_crops(f, mats, (61, 41), layout=layout, rounding="float")
         np.testing.assert_array_equal(got, crop.warp_crops_numpy(f, mats, (61, 41), layout=layout, rounding="float"))
+
+
+def letterbox_matrix(w, h, size):
+    """Aspect-keeping scale of a w x h frame into size, centred (a YOLO letterbox)."""
+    r = min(size[0] / w, size[1] / h)
+    return np.array([[[r, 0, (size[0] - r * w) / 2], [0, r, (size[1] - r * h) / 2]]])
+
+
+BORDERS = [114, (10, 200, 30), 255]
+
+
+@pytest.mark.parametrize("impl", ["numpy", pytest.param("native", marks=native)])
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("border", BORDERS)
+def test_border_value_equals_cv2(frames, impl, rounding, border):
+    """Samples outside the frame read the border value, blended with the frame at its edge as
+    cv2.warpAffine(BORDER_CONSTANT, borderValue) does; both layouts, both roundings."""
+    edgepose.set_implementation(impl)
+    rng = np.random.default_rng(8)
+    frame = frames[1]
+    h, w = frame.shape[:2]
+    mats = np.concatenate([random_mats(rng, frame, 4), letterbox_matrix(w, h, (640, 640)),
+                           letterbox_matrix(w, h, (320, 640)),
+                           np.array([[[1.3, 0, -0.37], [0, 1.3, -0.61]]])])  # sub-pixel frame edge
+    for size in [(IN_W, IN_H), (640, 640)]:
+        got = edgepose.warp_crops(frame, mats, size, layout="nhwc", rounding=rounding, border_value=border)
+        twin = crop.warp_crops_numpy(frame, mats, size, layout="nhwc", rounding=rounding, border_value=border)
+        np.testing.assert_array_equal(got, twin)
+        if rounding == CV_ROUNDING:
+            assert_like_cv2(got, cv2_crops(frame, mats, size, border=border))
+        far = crop_matrices(np.array([[w + 500, h + 500, 50, 80]]), size)[2]
+        out = edgepose.warp_crops(frame, far, size, layout="nhwc", rounding=rounding, border_value=border)
+        assert np.all(out == np.broadcast_to(border, 3).astype(np.uint8))
+    # the letterbox: frame in the middle, border above and below
+    lb = edgepose.warp_crops(frame, letterbox_matrix(w, h, (640, 640)), (640, 640), layout="nhwc",
+                             rounding=rounding, border_value=border)[0]
+    assert np.all(lb[0] == np.broadcast_to(border, 3)) and np.all(lb[-1] == np.broadcast_to(border, 3))
+    # float layout: the uint8 crop (border included), channel-swapped and normalised
+    f32 = edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, mean=[1, 2, 3], std=[2, 3, 4],
+                              rounding=rounding, border_value=border)
+    u8 = edgepose.warp_crops(frame, mats, (IN_W, IN_H), to_rgb=True, layout="nhwc", rounding=rounding,
+                             border_value=border)
+    ref = (u8.astype(np.float32) - np.float32([1, 2, 3])) / np.float32([2, 3, 4])
+    np.testing.assert_array_equal(f32, np.ascontiguousarray(ref.transpose(0, 3, 1, 2)))
+    np.testing.assert_array_equal(
+        f32, crop.warp_crops_numpy(frame, mats, (IN_W, IN_H), True, [1, 2, 3], [2, 3, 4], rounding=rounding,
+                                   border_value=border))
+
+
+@native
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (3, 5)])
+def test_border_value_tiny_and_strided_frames(frames, shape, rounding):
+    rng = np.random.default_rng(9)
+    f = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+    mats = np.array([[[1.0, 0, 0.3], [0, 1.0, 0.6]], [[0.5, 0.2, -0.4], [-0.1, 0.7, 0.2]], [[3.0, 0, 1], [0, 3.0, 1]]])
+    views = [f, np.ascontiguousarray(frames[0][::3, ::2][:40, :60])[:, ::-1], frames[0][10:70:2, 5:90:3, ::-1]]
+    for v in views:
+        got = edgepose.warp_crops(v, mats, (5, 4), layout="nhwc", rounding=rounding, border_value=(7, 114, 250))
+        if rounding == CV_ROUNDING:
+            assert_like_cv2(got, cv2_crops(v, mats, (5, 4), border=(7, 114, 250)))
+        np.testing.assert_array_equal(got, crop.warp_crops_numpy(v, mats, (5, 4), layout="nhwc", rounding=rounding,
+                                                                 border_value=(7, 114, 250)))
+
+
+@native
+@settings(max_examples=60, deadline=None)
+@given(
+    a=st.floats(-3, 3), b=st.floats(-3, 3), c=st.floats(-3, 3), d=st.floats(-3, 3),
+    tx=st.floats(-60, 60), ty=st.floats(-60, 60), ow=st.integers(1, 30), oh=st.integers(1, 30),
+    fw=st.integers(1, 40), fh=st.integers(1, 40), seed=st.integers(0, 2 ** 31), upright=st.booleans(),
+    rounding=st.sampled_from(ROUNDINGS), border=st.sampled_from(BORDERS),
+)
+def test_property_border_value(a, b, c, d, tx, ty, ow, oh, fw, fh, seed, upright, rounding, border):
+    if upright:
+        b = c = 0.0
+    if abs(a * d - b * c) < 1e-3:
+        return
+    f = np.random.default_rng(seed).integers(0, 256, (fh, fw, 3), dtype=np.uint8)
+    m = np.array([[[a, b, tx], [c, d, ty]]])
+    got = edgepose.warp_crops(f, m, (ow, oh), layout="nhwc", rounding=rounding, border_value=border)
+    if rounding == CV_ROUNDING:
+        assert_like_cv2(got, cv2_crops(f, m, (ow, oh), border=border))
+    np.testing.assert_array_equal(got, crop.warp_crops_numpy(f, m, (ow, oh), layout="nhwc", rounding=rounding,
+                                                             border_value=border))
