@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("torch", reason="host tools test: needs torch (pip install '.[host]')")
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 SMALL = ["MODEL.EXTRA.NUM_LAYERS=18", "MODEL.IMAGE_SIZE=[64,96]", "MODEL.EXTRA.HEATMAP_SIZE=[16,24]",

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("torch", reason="host tools test: needs torch (pip install '.[host]')")
+
 from host_tools.config import DEFAULTS, load_config, model_meta
 from host_tools.errors import UserError
 

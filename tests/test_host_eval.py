@@ -4,8 +4,8 @@ import io
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+torch = pytest.importorskip("torch", reason="host tools test: needs torch (pip install '.[host]')")
 
 from host_tools.config import load_config
 from host_tools.datasets import build_dataset

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="host tools test: needs torch (pip install '.[host]')")
 from torch.utils.data import DataLoader
 
 from host_tools.config import load_config

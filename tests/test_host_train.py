@@ -3,7 +3,7 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="host tools test: needs torch (pip install '.[host]')")
 
 from host_tools.config import load_config
 from host_tools.model import get_pose_net
