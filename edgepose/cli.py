@@ -23,22 +23,35 @@ EXIT_USAGE = 2
 
 
 def _open_quietly(dev: Any) -> Any:
-    """Open a camera without OpenCV's own WARN/ERROR lines: our one-line message says it better."""
+    """Open a camera without OpenCV's own WARN/ERROR lines: our one-line message says it better.
+    OpenCV 5 logs through ``cv2.utils.logging`` and V4L2 may print from C, so both the log level
+    and file descriptor 2 are silenced around the open (edgepose.quiet)."""
     import cv2
 
-    has_level = hasattr(cv2, "getLogLevel") and hasattr(cv2, "setLogLevel")
-    old = cv2.getLogLevel() if has_level else None
-    if has_level:
-        cv2.setLogLevel(0)  # silent
-    try:
+    from .quiet import captured_stderr, opencv_silenced
+
+    with opencv_silenced(), captured_stderr():
         return cv2.VideoCapture(dev)
-    finally:
-        if has_level:
-            cv2.setLogLevel(old)
+
+
+def _read_image(path: str) -> "tuple[Optional[np.ndarray], str]":
+    """``cv2.imread`` with libjpeg's own warnings captured: ``(image or None, the warning)``;
+    a truncated or corrupt JPEG decodes partially (grey below the damage) with a warning."""
+    import cv2
+
+    from .quiet import captured_stderr
+
+    with captured_stderr() as lines:
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+    return img, "; ".join(lines)
 
 
 class UsageError(Exception):
     """A problem the user can fix; printed as one line, exit code 2."""
+
+
+class SourceLost(UsageError):
+    """The camera stopped delivering and reconnecting failed (one line, exit 2, outputs kept)."""
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -71,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--draw-thr", type=float, default=0.2, metavar="T", help="draw joints scoring above T (default 0.2)")
     r.add_argument("--loop", action="store_true", help="replay the --video / --image until Ctrl-C (e.g. for --serve)")
     r.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0: all)")
+    r.add_argument("--reconnect", type=int, default=5, metavar="N", help="reopen a --camera that stops delivering up to "
+                   "N times, with back-off from 0.5 s, before giving up (default 5)")
     r.add_argument("--force", action="store_true", help="overwrite existing --out / --jsonl files")
     r.add_argument("--quiet", action="store_true", help="no status line")
     i = sub.add_parser("info", help="print a model's metadata, the backend and the native kernel status")
@@ -142,21 +157,34 @@ class FrameSource:
     """Frames from a camera, a video file or one image, with their media time in seconds."""
 
     def __init__(self, camera: Optional[str] = None, video: Optional[str] = None, image: Optional[str] = None,
-                 loop: bool = False) -> None:
+                 loop: bool = False, reconnect: int = 5, backoff_s: float = 0.5,
+                 sleep: Optional[Callable[[float], None]] = None, log: Optional[IO[str]] = None) -> None:
+        """``reconnect``: how many times a camera that stops delivering is reopened (waiting
+        ``backoff_s``, doubling up to 8 s, between tries) before :class:`SourceLost`; 0 gives
+        up at once. A video file that ends is just the end (or a rewind with ``loop``)."""
         import cv2
 
         self.loop = bool(loop) and camera is None
+        self.reconnect, self.backoff_s, self._sleep = int(reconnect), float(backoff_s), sleep or time.sleep
+        self._log = log
+        self._dev: Any = None
         self.cap = None
         self.image = None
         self.fps = 25.0
         self.total = 0
         self.live = camera is not None
         if image is not None:
+            if Path(image).is_dir():
+                raise UsageError(f"--image {image}: is a folder; give one image file (for many images, "
+                                 "encode them as a video or run once per file)")
             if not Path(image).is_file():
                 raise UsageError(f"--image {image}: file not found")
-            self.image = cv2.imread(image, cv2.IMREAD_COLOR)
+            self.image, warning = _read_image(image)
             if self.image is None:
                 raise UsageError(f"--image {image}: cannot decode it as an image")
+            if warning:
+                print(f"edgepose: warning: --image {image}: the image is damaged ({warning}); "
+                      "only its readable part is processed", file=sys.stderr)
             self.total = 1
             self.name = image
         elif video is not None:
@@ -168,6 +196,7 @@ class FrameSource:
             self.name = video
         else:
             dev: Any = int(camera) if str(camera).isdigit() else camera
+            self._dev = dev
             self.cap = _open_quietly(dev)
             if not self.cap.isOpened():
                 raise UsageError(f"--camera {camera}: cannot open the camera (check it is connected, "
@@ -196,11 +225,32 @@ class FrameSource:
             self.cap.release()
             self.cap = cv2.VideoCapture(self.name)
             ok, frame = self.cap.read()
-        if not ok or frame is None:
+        if (not ok or frame is None) and self.live:
+            frame = self._reconnect()
+        if frame is None:
             return None, None
         t = time.monotonic() - self._t0 if self.live else self._i / self.fps
         self._i += 1
         return frame, t
+
+    def _reconnect(self) -> np.ndarray:
+        """Reopen a camera that stopped delivering, with back-off; a frame, or SourceLost."""
+        log = self._log or sys.stderr
+        wait = self.backoff_s
+        for attempt in range(1, self.reconnect + 1):
+            print(f"edgepose: {self.name} delivered no frame after {self._i} frames; reconnecting in {wait:.1f} s "
+                  f"(try {attempt}/{self.reconnect})", file=log, flush=True)
+            self._sleep(wait)
+            wait = min(wait * 2, 8.0)
+            self.cap.release()
+            self.cap = _open_quietly(self._dev)
+            if self.cap.isOpened():
+                ok, frame = self.cap.read()
+                if ok and frame is not None:
+                    print(f"edgepose: {self.name} reconnected", file=log, flush=True)
+                    return frame
+        raise SourceLost(f"{self.name}: stopped delivering frames after {self._i} frames and did not come back "
+                         f"after {self.reconnect} reconnect(s); outputs so far are complete")
 
     def close(self) -> None:
         if self.cap is not None:
@@ -252,10 +302,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     from .boxes import BoxSource, load_boxes_json
     from .draw import draw_poses, stage_text
     from .serve import PreviewServer
+    from .sinks import DiskGuard, JsonlSink, StreamLines, VideoSink
     from .tracking import PoseTracker
 
     if args.max_frames < 0:
         raise UsageError(f"--max-frames {args.max_frames}: must be >= 0")
+    if getattr(args, "reconnect", 0) < 0:
+        raise UsageError(f"--reconnect {args.reconnect}: must be >= 0")
     if args.detect_every < 1:
         raise UsageError(f"--detect-every {args.detect_every}: must be >= 1")
     if args.token and not args.serve:
@@ -283,7 +336,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         except (FileNotFoundError, ValueError) as exc:
             raise UsageError(f"--boxes {exc}") from None
     detector = load_detector(args.detector) if args.detector else None
-    source = FrameSource(args.camera, args.video, args.image, args.loop)  # fail fast on a bad input
+    source = FrameSource(args.camera, args.video, args.image, args.loop,
+                         reconnect=getattr(args, "reconnect", 5))  # fail fast on a bad input
     try:
         estimator = load_estimator(args, flip_test=args.flip_test)
     except BaseException:
@@ -304,12 +358,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     with ExitStack() as stack:
         stack.callback(estimator.close)
         stack.callback(source.close)
-        jsonl: Optional[IO[str]] = None
+        guard = DiskGuard()  # a full disk ends the run with every output still valid (edgepose.sinks)
+        jsonl: Any = None
         if args.jsonl == "-":
-            jsonl = sys.stdout
+            jsonl = StreamLines(sys.stdout)
         elif jsonl_path is not None:
             try:
-                jsonl = open(jsonl_path, "w" if args.force else "x", encoding="utf-8")
+                jsonl = JsonlSink(jsonl_path, overwrite=args.force, guard=guard)
             except OSError as exc:
                 raise UsageError(f"--jsonl {jsonl_path}: cannot write it ({exc.strerror or exc})") from None
             stack.callback(jsonl.close)
@@ -357,12 +412,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 draw_poses(frame, poses, skeleton, thr=args.draw_thr)
                 if out_path is not None and not args.image:
                     if writer is None:
-                        writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), source.fps,
-                                                 (frame.shape[1], frame.shape[0]))
-                        if not writer.isOpened():
-                            raise UsageError(f"--out {out_path}: OpenCV cannot write this video (try a .mp4 name)")
-                        stack.callback(writer.release)
-                    writer.write(frame)
+                        writer = VideoSink(out_path, source.fps, guard)
+                        stack.callback(writer.close)
+                    try:
+                        writer.write(frame)
+                    except ValueError as exc:
+                        raise UsageError(str(exc)) from None
                 elif out_path is not None:
                     if not cv2.imwrite(str(out_path), frame):
                         raise UsageError(f"--out {out_path}: OpenCV cannot write this image")
@@ -378,7 +433,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             if jsonl is not None:
                 rec = {"frame": index, "time": round(float(t_media), 4), "persons": poses.to_list(),
                        "ms": {k: round(v, 2) for k, v in timings.items()}}
-                jsonl.write(json.dumps(rec, separators=(",", ":")) + "\n")
+                jsonl.write_line(json.dumps(rec, separators=(",", ":")))
             summary["persons"] += len(poses)
             index += 1
             status.update(timings, len(poses))
@@ -456,6 +511,7 @@ def info(args: argparse.Namespace) -> Dict[str, Any]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .backends import BackendError
     from .metadata import MetadataError
+    from .sinks import OutputFull
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -470,6 +526,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     except (BackendError, MetadataError) as exc:  # e.g. an RKNN sidecar that disagrees with the model
         print(f"edgepose: error: {args.model}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OutputFull as exc:  # a full disk: every output is closed and valid (edgepose.sinks)
+        print(f"edgepose: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("edgepose: interrupted", file=sys.stderr)
