@@ -3,10 +3,18 @@ streams the annotated frames as ``multipart/x-mixed-replace``, ``/frame.jpg`` is
 
 Binds 127.0.0.1 unless an address is given (a camera feed is private). With a token, every
 request must carry it as ``?token=T``, ``X-Edgepose-Token: T`` or ``Authorization: Bearer T``;
-others get 403.
+others get 403 (compared in constant time).
+
+Under abuse the pipeline never waits for a client: :meth:`FrameHub.publish` only swaps the
+latest JPEG, and every client thread sends the newest frame when it is ready for one, so a slow
+client skips frames (counted per client) instead of queueing them. A client that sends nothing
+or reads nothing for ``client_timeout`` seconds is dropped; at most ``max_clients`` connections
+are served at once (503 beyond); a request line over 8 KB gets 414, headers over 16 KB 431, a
+request body 413, other methods than GET 405, unknown paths 404.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +25,8 @@ import cv2
 import numpy as np
 
 BOUNDARY = "edgeposeframe"
+MAX_REQUEST_LINE = 8192
+MAX_HEADER_BYTES = 16384
 
 
 def parse_address(text: str, default_host: str = "127.0.0.1") -> Tuple[str, int]:
@@ -42,6 +52,9 @@ class FrameHub:
         self._jpeg: Optional[bytes] = None
         self._seq = 0
         self.closed = False
+        self.sent = 0  # frames sent to stream clients, all together
+        self.dropped = 0  # frames a stream client skipped because it was not ready for them
+        self._count_lock = threading.Lock()
 
     def publish(self, frame: np.ndarray) -> None:
         ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
@@ -57,6 +70,17 @@ class FrameHub:
         with self._cond:
             self._cond.wait_for(lambda: self._seq > after or self.closed, timeout)
             return self._seq, self._jpeg
+
+    @property
+    def seq(self) -> int:
+        """Frames published so far."""
+        return self._seq
+
+    def count(self, sent: int, dropped: int) -> None:
+        """A stream client sent ``sent`` frames and skipped ``dropped`` published ones."""
+        with self._count_lock:
+            self.sent += sent
+            self.dropped += dropped
 
     def close(self) -> None:
         with self._cond:
@@ -74,12 +98,53 @@ def _page(token: Optional[str]) -> bytes:
     ).encode()
 
 
-def make_handler(hub: FrameHub, token: Optional[str]):
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
+
+
+def make_handler(hub: FrameHub, token: Optional[str], client_timeout: float = 10.0):
+    want = _digest(token) if token else b""
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "edgepose"
+        timeout = client_timeout  # socket timeout: an idle or non-reading client is dropped
 
         def log_message(self, *args) -> None:  # keep stderr for the status line
             pass
+
+        def _reject(self, code: int, why: str) -> bool:
+            self.requestline, self.request_version, self.command = "", "HTTP/1.0", "GET"
+            self.close_connection = True
+            self.send_error(code, why)
+            return False
+
+        def parse_request(self) -> bool:
+            if len(self.raw_requestline) > MAX_REQUEST_LINE:
+                return self._reject(414, "request line too long")
+            words = self.raw_requestline.split()
+            if len(words) != 3 or not words[2].startswith(b"HTTP/1."):  # no HTTP/0.9: its replies have no status
+                return self._reject(400, "malformed request line")
+            if not super().parse_request():
+                return False
+            if sum(len(k) + len(v) + 4 for k, v in self.headers.items()) > MAX_HEADER_BYTES:
+                self.close_connection = True
+                self.send_error(431, "request headers too large")
+                return False
+            length = self.headers.get("Content-Length", "0").strip() or "0"
+            if self.headers.get("Transfer-Encoding") or not length.isdigit() or int(length) > 0:
+                self.close_connection = True
+                self.send_error(413, "request bodies are not accepted")
+                return False
+            return True
+
+        def _refuse_method(self) -> None:
+            self.close_connection = True
+            self.send_response(405)
+            self.send_header("Allow", "GET")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _refuse_method  # noqa: N815
 
         def _authorised(self, query: dict) -> bool:
             if not token:
@@ -88,7 +153,8 @@ def make_handler(hub: FrameHub, token: Optional[str]):
             auth = self.headers.get("Authorization", "")
             if not given and auth.lower().startswith("bearer "):
                 given = auth[7:].strip()
-            return hmac.compare_digest(given.encode(), token.encode())
+            # digests first: equal lengths, so the comparison time says nothing about the token
+            return hmac.compare_digest(_digest(given), want)
 
         def _send(self, code: int, ctype: str, body: bytes) -> None:
             self.send_response(code)
@@ -128,14 +194,56 @@ def make_handler(hub: FrameHub, token: Optional[str]):
                     new, jpeg = hub.wait(seq)
                     if jpeg is None or new == seq:
                         continue
+                    hub.count(1, new - seq - 1 if seq else 0)  # skipped: published while this client was busy
                     seq = new
                     self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
                                      .encode() + jpeg + b"\r\n")
                     self.wfile.flush()
-            except OSError:  # the client went away (broken pipe, reset, abort)
-                pass
+            except OSError:  # the client went away (broken pipe, reset, abort) or stopped reading (timeout)
+                self.close_connection = True
+            finally:
+                if seq:
+                    hub.count(0, max(hub.seq - seq, 0))  # published after its last frame: never sent
 
     return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    """One thread per connection, at most ``max_clients`` at once (503 and close beyond)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address, handler, max_clients: int) -> None:
+        self.max_clients = int(max_clients)
+        self.active = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:
+        with self._lock:
+            full = self.active >= self.max_clients
+            if not full:
+                self.active += 1
+        if full:
+            self.refused += 1
+            try:
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                                b"Content-Length: 17\r\nRetry-After: 5\r\n\r\ntoo many clients\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self.active -= 1
 
 
 class PreviewServer:
@@ -144,14 +252,17 @@ class PreviewServer:
     Args:
         address: ``[HOST:]PORT``; the host defaults to 127.0.0.1; port 0 picks a free one.
         token: required on every request when set.
+        client_timeout: seconds a client may send or read nothing before it is dropped.
+        max_clients: connections served at once; more get 503.
     """
 
-    def __init__(self, address: str = ":8080", token: Optional[str] = None, quality: int = 80) -> None:
+    def __init__(self, address: str = ":8080", token: Optional[str] = None, quality: int = 80,
+                 client_timeout: float = 10.0, max_clients: int = 64) -> None:
         self.host, port = parse_address(address)
         self.token = token or None
         self.hub = FrameHub(quality)
         try:
-            self.httpd = ThreadingHTTPServer((self.host, port), make_handler(self.hub, self.token))
+            self.httpd = _Server((self.host, port), make_handler(self.hub, self.token, client_timeout), max_clients)
         except OSError as exc:
             raise OSError(f"--serve {address}: cannot listen on {self.host}:{port} ({exc.strerror or exc})") from None
         self.port = self.httpd.server_address[1]
