@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "rknnlite"])
     r.add_argument("--core-mask", default="auto", help="RK3588 NPU cores: auto, 0, 1, 2, 0_1, 0_1_2")
     r.add_argument("--threads", type=int, default=0, help="onnxruntime CPU threads (0: its default)")
+    r.add_argument("--workers", default="1", metavar="N|auto", help="estimators in flight, each with its own backend "
+                   "(rknnlite: worker i on NPU core i %% cores); auto: the board's NPU core count, else 1 (default 1)")
     r.add_argument("--boxes", metavar="JSON", help="person boxes: [[x,y,w,h(,score)],...] or {\"frame\": [...]}")
     r.add_argument("--detector", metavar="MODULE:NAME", help="detector plug-in: a callable frame -> (N,5) xywh+score "
                    "(a class is instantiated without arguments)")
@@ -119,6 +121,45 @@ def load_estimator(args: argparse.Namespace, flip_test: bool = False):
         return PoseEstimator(model, backend=args.backend, flip_test=flip_test, **_backend_options(args))
     except (MetadataError, BackendError, ValueError) as exc:
         raise UsageError(f"--model {model}: {exc}") from None
+
+
+def parse_workers(text: str) -> Any:
+    """``--workers`` value: a positive integer or ``"auto"``."""
+    t = str(text).strip().lower()
+    if t == "auto":
+        return "auto"
+    if not t.isdigit() or int(t) < 1:
+        raise UsageError(f"--workers {text}: expected a number >= 1 or auto")
+    return int(t)
+
+
+def load_pipeline(args: argparse.Namespace, detector: Any = None, boxes: Any = None, on_error: Any = None):
+    """Pipeline of ``--workers`` estimators for ``args.model``; user-fixable problems
+    (including a worker that cannot start on its NPU core) become UsageError."""
+    from .backends import BackendError
+    from .metadata import MetadataError
+    from .pipeline import Pipeline
+
+    workers = parse_workers(getattr(args, "workers", "1"))
+    model = Path(args.model)
+    if not model.is_file():
+        raise UsageError(f"--model {model}: file not found")
+    try:
+        return Pipeline(model, workers, detector, flip_test=args.flip_test, backend=args.backend, boxes=boxes,
+                        on_error=on_error, **_backend_options(args))
+    except (MetadataError, BackendError, ValueError) as exc:
+        raise UsageError(f"--model {model}: {exc}") from None
+
+
+def _read_frames(source: "FrameSource", max_frames: int, stop: Dict[str, Any]):
+    """(frame, media time) pairs from ``source`` until its end, ``max_frames`` or a stop."""
+    n = 0
+    while not stop["flag"] and not (max_frames and n >= max_frames):
+        frame, t_media = source.read()
+        if frame is None:
+            return
+        n += 1
+        yield frame, t_media
 
 
 def _check_output(path: Optional[str], flag: str, force: bool) -> Optional[Path]:
@@ -271,7 +312,8 @@ class StatusLine:
         self._t0 = time.monotonic()
         self.frames = 0
 
-    def update(self, timings: Dict[str, float], persons: int, force: bool = False) -> None:
+    def update(self, timings: Dict[str, float], persons: int, force: bool = False, in_flight: int = 0,
+               dropped: int = 0) -> None:
         self.frames += 1
         for k, v in timings.items():
             self._sum[k] = self._sum.get(k, 0.0) + v
@@ -281,7 +323,8 @@ class StatusLine:
             return
         fps = self.frames / max(now - self._t0, 1e-9)
         stages = " ".join(f"{k} {v / self._n:.1f}" for k, v in self._sum.items())
-        line = f"frame {self.frames} | {fps:.1f} fps | {persons} person(s) | ms: {stages}"
+        line = (f"frame {self.frames} | {fps:.1f} fps | {in_flight} in flight | {dropped} dropped | "
+                f"{persons} person(s) | ms: {stages}")
         self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
         self.stream.flush()
         self._last = now
@@ -299,7 +342,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     """The ``run`` loop; returns a summary (frames, persons, fps, mean stage ms, outputs)."""
     import cv2
 
-    from .boxes import BoxSource, load_boxes_json
+    from .boxes import load_boxes_json
     from .draw import draw_poses, stage_text
     from .serve import PreviewServer
     from .sinks import DiskGuard, JsonlSink, StreamLines, VideoSink
@@ -336,27 +379,34 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         except (FileNotFoundError, ValueError) as exc:
             raise UsageError(f"--boxes {exc}") from None
     detector = load_detector(args.detector) if args.detector else None
+    parse_workers(getattr(args, "workers", "1"))  # a bad value fails before the camera opens
     source = FrameSource(args.camera, args.video, args.image, args.loop,
                          reconnect=getattr(args, "reconnect", 5))  # fail fast on a bad input
+
+    def on_error(res) -> None:
+        print(f"edgepose: frame {res.index}: {res.error}; going on", file=sys.stderr, flush=True)
+
     try:
-        estimator = load_estimator(args, flip_test=args.flip_test)
+        pipe = load_pipeline(args, detector, boxes, on_error)
     except BaseException:
         source.close()
         raise
-    source_boxes = BoxSource(boxes, detector)
-    ks = estimator.keypoint_set
-    tracker = None if args.no_track else PoseTracker(estimator.sigmas, max_age=args.max_age,
-                                                     detect_every=args.detect_every)
+    ks = pipe.keypoint_set
+    if not args.no_track:
+        pipe.tracker = PoseTracker(pipe.sigmas, max_age=args.max_age, detect_every=args.detect_every)
+    tracker = pipe.tracker
     skeleton = ks.skeleton if ks else ()
 
     stop = {"flag": False, "why": ""}
 
     def on_signal(signum, _frame):
         stop["flag"], stop["why"] = True, signal.Signals(signum).name
+        pipe.stop()
 
-    summary: Dict[str, Any] = {"frames": 0, "persons": 0, "model": str(args.model), "backend": estimator.backend.describe()}
+    summary: Dict[str, Any] = {"frames": 0, "persons": 0, "model": str(args.model),
+                               "backend": pipe.estimators[0].backend.describe(), "workers": pipe.workers}
     with ExitStack() as stack:
-        stack.callback(estimator.close)
+        stack.callback(pipe.close)
         stack.callback(source.close)
         guard = DiskGuard()  # a full disk ends the run with every output still valid (edgepose.sinks)
         jsonl: Any = None
@@ -386,27 +436,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             stack.callback(lambda: [signal.signal(s, h) for s, h in prev_handlers.items()])
         t_start = time.monotonic()
         stage_sum: Dict[str, float] = {}
-        index = 0
-        while not stop["flag"]:
-            if args.max_frames and index >= args.max_frames:
-                break
-            t0 = time.perf_counter()
-            frame, t_media = source.read()
-            if frame is None:
-                break
-            t1 = time.perf_counter()
-            from_det = source_boxes.from_detector
-            if detector is not None and tracker is not None:
-                # the paper's scheme: detector boxes every N frames merged with boxes
-                # propagated from the last poses; propagated boxes alone in between
-                prop = tracker.propagated_boxes(frame.shape)
-                b = np.concatenate([source_boxes(frame, index), prop]) if tracker.should_detect(index) else prop
-            else:
-                b = source_boxes(frame, index)
-            t2 = time.perf_counter()
-            poses = estimator(frame, b, from_detector=True if from_det else None)
-            if tracker is not None:
-                tracker.update(poses, index)
+        index = errors = 0
+        # capture, boxes, estimation and tracking run in the pipeline; the sinks below see
+        # the results in frame order
+        for res in pipe.run(_read_frames(source, args.max_frames, stop), live=source.live):
+            frame, poses = res.frame, res.poses
+            errors += res.error is not None
             t3 = time.perf_counter()
             if out_path is not None or server is not None:
                 draw_poses(frame, poses, skeleton, thr=args.draw_thr)
@@ -424,19 +459,19 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 if server is not None:
                     server.publish(frame)
             t4 = time.perf_counter()
-            timings = {"capture": (t1 - t0) * 1e3, "boxes": (t2 - t1) * 1e3}
-            timings.update(estimator.last_timings)
-            timings["track"] = (t3 - t2) * 1e3 - sum(estimator.last_timings.values())
+            timings = dict(res.timings)
             timings["draw"] = (t4 - t3) * 1e3
             for k, v in timings.items():
                 stage_sum[k] = stage_sum.get(k, 0.0) + v
             if jsonl is not None:
-                rec = {"frame": index, "time": round(float(t_media), 4), "persons": poses.to_list(),
+                rec = {"frame": res.index, "time": round(float(res.tag), 4), "persons": poses.to_list(),
                        "ms": {k: round(v, 2) for k, v in timings.items()}}
+                if res.error is not None:
+                    rec["error"] = res.error
                 jsonl.write_line(json.dumps(rec, separators=(",", ":")))
             summary["persons"] += len(poses)
             index += 1
-            status.update(timings, len(poses))
+            status.update(timings, len(poses), in_flight=pipe.in_flight, dropped=pipe.dropped)
         if jsonl is not None:
             jsonl.flush()
         status.finish()
@@ -444,14 +479,17 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         summary.update(frames=index, seconds=round(elapsed, 2), fps=round(index / max(elapsed, 1e-9), 2),
                        stage_ms={k: round(v / max(index, 1), 2) for k, v in stage_sum.items()},
                        stopped_by=stop["why"] or None, jsonl=str(args.jsonl) if args.jsonl else None,
-                       out=str(out_path) if out_path else None, tracks=tracker._next_id if tracker else 0)
+                       out=str(out_path) if out_path else None, tracks=tracker._next_id if tracker else 0,
+                       dropped=pipe.dropped, errors=errors)
         if index == 0 and not stop["flag"]:
             raise UsageError(f"{source.name}: no frame could be read")
         if stop["flag"] and not args.quiet:
             print(f"edgepose: stopped by {stop['why']} after {index} frames; outputs flushed", file=sys.stderr)
         if index and not args.quiet:
-            print(f"edgepose: {index} frames in {elapsed:.1f} s ({summary['fps']} fps); mean ms: "
-                  f"{stage_text(summary['stage_ms'])}", file=sys.stderr)
+            dropped = f", {pipe.dropped} dropped" if source.live or pipe.dropped else ""
+            failed = f", {errors} failed" if errors else ""
+            print(f"edgepose: {index} frames in {elapsed:.1f} s ({summary['fps']} fps{dropped}{failed}); "
+                  f"mean ms: {stage_text(summary['stage_ms'])}", file=sys.stderr)
     return summary
 
 
