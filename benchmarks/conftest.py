@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 import pytest
 
@@ -58,14 +58,33 @@ def measure(benchmark) -> Callable[[str, str, Callable[[], object]], object]:
     return run
 
 
+# title -> function giving the lines of an extra table, printed after the kernel tables
+# (registered through the ``report_table`` fixture by benchmarks with their own baseline)
+TABLES: "OrderedDict[str, Callable[[], List[str]]]" = OrderedDict()
+
+
+@pytest.fixture
+def report_table() -> Callable[[str, Callable[[], List[str]]], None]:
+    """``report_table(title, lines_fn)``: print ``lines_fn()`` under ``title`` at the end."""
+
+    def add(title: str, lines: Callable[[], List[str]]) -> None:
+        TABLES[title] = lines
+
+    return add
+
+
 def _fmt(s: float) -> str:
     return f"{s * 1e6:10.1f} us" if s < 0.1 else f"{s * 1e3:10.1f} ms"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    tr = terminalreporter
+    for title, lines in TABLES.items():
+        tr.section(title)
+        for line in lines():
+            tr.write_line(line)
     if not RESULTS:
         return
-    tr = terminalreporter
     tr.section("edgepose kernels: median time and ratio to native (same process)")
     if cv2 is not None:
         tr.write_line(f"OpenCV threads: {cv2.getNumThreads()} (EDGEPOSE_BENCH_CV2_THREADS={CV2_THREADS})")

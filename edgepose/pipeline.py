@@ -100,7 +100,7 @@ class _RunState:
     live: bool
     cond: threading.Condition = field(default_factory=threading.Condition)
     waiting: Deque[_Job] = field(default_factory=deque)
-    results: Dict[int, FrameResult] = field(default_factory=dict)
+    results: Dict[int, Tuple[FrameResult, float]] = field(default_factory=dict)  # seq -> (result, t_read)
     snapshots: Dict[int, Tuple[np.ndarray, bool]] = field(default_factory=dict)
     next_seq: int = 0  # the next sequence number a worker takes
     next_out: int = 0  # the next sequence number handed back
@@ -379,18 +379,17 @@ class Pipeline:
             timings = {"capture": job.capture_ms, "boxes": (t1 - t0) * 1e3}
             timings.update(est.last_timings)
             res = FrameResult(job.index, job.seq, job.frame, poses, timings, job.tag, error, wid)
-            res.latency_ms = job.t_read  # turned into a duration when handed back
             with st.cond:
-                st.results[job.seq] = res
+                st.results[job.seq] = (res, job.t_read)
                 st.cond.notify_all()
 
-    def _next_result(self, st: _RunState) -> Optional[FrameResult]:
+    def _next_result(self, st: _RunState) -> Optional[Tuple[FrameResult, float]]:
         deadline = None
         with st.cond:
             while True:
-                res = st.results.pop(st.next_out, None)
-                if res is not None:
-                    return res
+                got = st.results.pop(st.next_out, None)
+                if got is not None:
+                    return got
                 if st.source_done and not st.waiting and st.next_out >= st.next_seq:
                     return None
                 if self._stop:
@@ -448,11 +447,12 @@ class Pipeline:
             t.start()
         try:
             while True:
-                res = self._next_result(st)
-                if res is None:
+                got = self._next_result(st)
+                if got is None:
                     break
+                res, t_read = got
                 self._post_track(res, st)
-                res.latency_ms = (time.perf_counter() - res.latency_ms) * 1e3
+                res.latency_ms = (time.perf_counter() - t_read) * 1e3
                 with st.cond:
                     st.next_out += 1
                     st.cond.notify_all()

@@ -411,3 +411,37 @@ def test_cli_sigterm_mid_run_with_workers(onnx_model, tmp_path):
         n += 1
     cap.release()
     assert n == len(recs)
+
+
+@pytest.fixture
+def board_runtime(monkeypatch):
+    """Make this PC look like a board whose rknnlite is the slow double (for the CLI)."""
+    import edgepose.backends as backends
+    import edgepose.backends.rknnlite as rknnlite_mod
+
+    state = {"cls": slow_double(latency_s=0.005)}
+    monkeypatch.setattr(backends, "installed", lambda name: True)
+    monkeypatch.setattr(rknnlite_mod, "_import_rknnlite", lambda: state["cls"])
+    return state
+
+
+def test_cli_rknn_workers_pinned_and_in_order(rknn_model, tmp_path, board_runtime, capsys):
+    runs = {}
+    for w in ("1", "3"):
+        board_runtime["cls"] = cls = slow_double(latency_s=0.005, jitter_s=0.01)
+        jl = tmp_path / f"r{w}.jsonl"
+        assert main(["run", "--video", str(CLIP), "--model", str(rknn_model), "--max-frames", "30", "--jsonl", str(jl),
+                     "--workers", w, "--quiet"]) == 0
+        runs[w] = _jsonl(jl)
+        masks = [rt.calls[1][1] for rt in cls.instances]
+    assert masks == [1, 2, 4]  # NPU cores 0, 1, 2
+    assert _strip_ms(runs["3"]) == _strip_ms(runs["1"]) and len(runs["1"]) == 30
+
+
+def test_cli_worker_that_cannot_start_is_one_line(rknn_model, board_runtime, capsys):
+    board_runtime["cls"] = cls = slow_double(fail_core_mask=2)  # NPU_CORE_1
+    assert main(["run", "--video", str(CLIP), "--model", str(rknn_model), "--workers", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"edgepose: error: --model {rknn_model}: worker 1 (NPU core 1): "), err
+    assert "init_runtime returned -1" in err[0]
+    assert all(rt.released for rt in cls.instances)
