@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -44,6 +45,7 @@ class FakeCamera:
     def read(self):
         if self.n >= self.left:
             return False, None
+        time.sleep(1 / 30)  # a camera delivers at its frame rate (a faster one would see frames dropped)
         self.n += 1
         frame = np.full((240, 320, 3), 40 * self.k + self.n, np.uint8)
         return True, frame
