@@ -20,6 +20,7 @@ COMMAND_MODULES: List[str] = [
     "host_tools.rknn_build",
     "host_tools.calib",
     "host_tools.verify",
+    "host_tools.inspect_weights",
 ]
 
 

@@ -124,6 +124,7 @@ def export_model(model, meta, out_path: str | Path, opset: int = DEFAULT_OPSET, 
 def _handler(args: argparse.Namespace) -> int:
     from host_tools.config import load_config, model_meta
     from host_tools.model import describe, get_pose_net, load_checkpoint
+    from host_tools.weights import prepare
 
     t0 = time.perf_counter()
     if Path(args.output).exists() and not args.force:  # before the slow model load
@@ -132,8 +133,8 @@ def _handler(args: argparse.Namespace) -> int:
     weights = args.weights or cfg.TEST.MODEL_FILE
     if not weights:
         raise UserError("--weights: required (or set TEST.MODEL_FILE in the config); pass the trained checkpoint")
-    model = get_pose_net(cfg, is_train=False)
-    load_checkpoint(model, weights)
+    info = prepare(cfg, weights, "export-onnx")  # mmpose files: their colour order goes into cfg and the metadata
+    model = load_checkpoint(get_pose_net(cfg, is_train=False), {"state_dict": info.state}, name=str(weights))
     meta = model_meta(cfg)
     print(f"export-onnx: {describe(model)} from {weights}, input {meta.input_size[0]}x{meta.input_size[1]} "
           f"({meta.color}), heatmaps {meta.heatmap_size[0]}x{meta.heatmap_size[1]}", file=sys.stderr)
@@ -154,7 +155,7 @@ def register(subparsers) -> None:
         description="Export PoseResNet to ONNX (classic exporter, opset 13), check it with onnx.checker and "
                     "onnxruntime, and embed the model metadata (sizes, colour, mean/std, keypoints).")
     p.add_argument("--cfg", required=True, help="experiment YAML (the training config)")
-    p.add_argument("--weights", help="checkpoint (.pth/.pth.tar; official files with 'module.' keys work)")
+    p.add_argument("--weights", help="checkpoint (.pth/.pth.tar: host_tools, the original project's, mmpose 1.x/0.x ResNet; see docs/WEIGHTS.md)")
     p.add_argument("-o", "--output", required=True, help="the .onnx to write")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--batch", type=int, default=1, help="fixed batch size (default 1; 0 = dynamic)")

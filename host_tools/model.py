@@ -9,7 +9,6 @@ the default 3-stage head (each stage doubles the stride-32 feature map).
 """
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
@@ -171,18 +170,26 @@ class PoseResNet(nn.Module):
         nn.init.normal_(self.final_layer.weight, std=0.001)
         nn.init.constant_(self.final_layer.bias, 0)
 
-    def load_backbone(self, path: Union[str, Path]) -> None:
-        """Load ImageNet weights from a torchvision-layout ResNet file (``resnet50-19c8e357.pth``);
-        its ``fc.*`` entries are ignored. Raises UserError if the file is missing or does not fit."""
+    def load_backbone(self, path: Union[str, Path]) -> str:
+        """Load ImageNet (or any ResNet-compatible) backbone weights: torchvision
+        (``resnet50-19c8e357.pth``, ``resnet50-0676ba61.pth``, ``resnet50-11ad3fa6.pth``), timm
+        (bare, training wrapper or ``.safetensors``), OpenMMLab backbones, or the backbone of any
+        pose checkpoint :mod:`host_tools.weights` reads. ``fc.*`` and head entries are ignored;
+        every backbone key is required. Returns one line saying what was loaded.
+        Raises UserError if the file is missing or does not fit."""
+        from host_tools.weights import read_weights
+
         p = Path(path)
         if not p.is_file():
-            raise UserError(f"MODEL.PRETRAINED: {p} not found (give a torchvision ResNet .pth file, or MODEL.PRETRAINED='' to start from scratch)")
-        state = strip_prefix(_extract_state_dict(_torch_load(p), p))
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        backbone = {k: v for k, v in self.state_dict().items()
-                    if not k.startswith(("deconv_layers.", "final_layer."))}
+            raise UserError(f"MODEL.PRETRAINED: {p} not found (give a torchvision/timm ResNet .pth file, or MODEL.PRETRAINED='' to start from scratch)")
+        info = read_weights(p)
+        head = ("deconv_layers.", "final_layer.")
+        state = {k: v for k, v in info.state.items() if not k.startswith(head)}
+        backbone = {k: v for k, v in self.state_dict().items() if not k.startswith(head)}
         _check_fit(backbone, state, p, f"a ResNet-{self.depth} backbone")
         self.load_state_dict(state, strict=False)
+        n = sum(1 for k in state if not k.endswith("num_batches_tracked"))
+        return f"{info.arch_text()} backbone from {p} ({info.source}: {info.layout}; {n} tensors loaded)"
 
 
 def get_pose_net(cfg: Any, is_train: bool = False) -> PoseResNet:
@@ -202,7 +209,7 @@ def get_pose_net(cfg: Any, is_train: bool = False) -> PoseResNet:
     if is_train and cfg.MODEL.INIT_WEIGHTS:
         model.init_head()
         if cfg.MODEL.PRETRAINED:
-            model.load_backbone(cfg.MODEL.PRETRAINED)
+            model.pretrained_info = model.load_backbone(cfg.MODEL.PRETRAINED)
     return model
 
 
@@ -214,17 +221,10 @@ build_model = get_pose_net
 
 
 def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"checkpoint {path} not found") from None
-    except Exception as exc:  # pickled extras (old checkpoints) need the full unpickler
-        if "weights_only" not in str(exc) and "Unsupported" not in str(exc):
-            raise UserError(f"checkpoint {path} cannot be read by torch.load ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise UserError(f"checkpoint {path} cannot be read by torch.load ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    """``torch.load`` on CPU, weights-only first (see :func:`host_tools.weights.load_file`)."""
+    from host_tools.weights import load_file
+
+    return load_file(path)
 
 
 def _extract_state_dict(obj: Any, path: Union[str, Path]) -> Dict[str, torch.Tensor]:
@@ -247,14 +247,12 @@ def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = "module.") -> 
 
 def guess_arch(state: Mapping[str, torch.Tensor]) -> str:
     """A short description of the network a state_dict holds, e.g. ``PoseResNet-50, 17 joints``."""
-    blocks = {int(m.group(1)) for k in state for m in [re.match(r"layer3\.(\d+)\.", k)] if m}
-    bottleneck = any(re.match(r"layer\d\.\d+\.conv3\.", k) for k in state)
-    n3 = max(blocks) + 1 if blocks else 0
-    depth = {(2, False): 18, (6, False): 34, (6, True): 50, (23, True): 101, (36, True): 152}.get((n3, bottleneck))
-    parts = [f"PoseResNet-{depth}" if depth else "an unknown backbone"]
-    fw = state.get("final_layer.weight")
-    if fw is not None:
-        parts.append(f"{fw.shape[0]} joints, final kernel {fw.shape[-1]}")
+    from host_tools.weights import analyse
+
+    a = analyse(state)
+    parts = [f"PoseResNet-{a['depth']}" if a["depth"] else "an unknown backbone"]
+    if a["num_joints"] is not None:
+        parts.append(f"{a['num_joints']} joints, final kernel {a['final_kernel']}")
     return ", ".join(parts)
 
 
@@ -298,11 +296,15 @@ def load_checkpoint(
     """Load weights into ``model`` from a file path or an in-memory checkpoint.
 
     Accepts the original project's files (``pose_resnet_50_256x192.pth.tar``, ``model_best.pth.tar``
-    with ``module.`` keys, with or without ``num_batches_tracked``) and host_tools checkpoints
-    (``{"state_dict": ..., ...}``). A checkpoint that does not fit raises :class:`UserError` with
+    with ``module.`` keys, with or without ``num_batches_tracked``), host_tools checkpoints
+    (``{"state_dict": ..., ...}``) and mmpose 1.x / 0.x top-down ResNet checkpoints
+    (:mod:`host_tools.weights`; use :func:`host_tools.weights.prepare` to carry their colour order
+    into the config). A checkpoint that does not fit raises :class:`UserError` with
     one line: counts and a few examples of missing / unexpected / mis-shaped keys. ``name``
     labels an in-memory checkpoint in that message.
     """
+    from host_tools.weights import load_file, to_pose_resnet_keys
+
     label: Union[str, Path]
     if isinstance(source, Mapping):
         obj, label = source, name or "<in-memory checkpoint>"
@@ -310,8 +312,9 @@ def load_checkpoint(
         label = Path(source)
         if not label.is_file():
             raise UserError(f"checkpoint {label} not found (give a .pth/.pth.tar file written by training or the original project)")
-        obj = _torch_load(label)
-    state = strip_prefix(_extract_state_dict(obj, label))
+        obj = load_file(label)
+    # mmpose layouts (backbone.*, head.* / keypoint_head.*) are renamed; the rest stays as is.
+    state, _, _ = to_pose_resnet_keys(_extract_state_dict(obj, label), str(label))
     target = model.module if hasattr(model, "module") else model
     what = describe(target) if isinstance(target, PoseResNet) else type(target).__name__
     _check_fit(target.state_dict(), state, label, what)

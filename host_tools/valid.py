@@ -145,6 +145,7 @@ def run_dir(cfg: Config, cfg_path: Optional[str]) -> Path:
 
 def _main(args: argparse.Namespace) -> int:
     from host_tools.model import describe, get_pose_net, load_checkpoint
+    from host_tools.weights import prepare
 
     overrides = list(args.opts)
     cfg_path = args.cfg
@@ -166,7 +167,8 @@ def _main(args: argparse.Namespace) -> int:
     model_file = cfg.TEST.MODEL_FILE or str(out_dir / "model_best.pth.tar")
     if not Path(model_file).is_file():
         raise UserError(f"model file {model_file} not found (pass --model-file or TEST.MODEL_FILE=...)")
-    model = load_checkpoint(get_pose_net(cfg, is_train=False), model_file)
+    info = prepare(cfg, model_file, "valid")  # mmpose files: their colour order goes into cfg before the data is built
+    model = load_checkpoint(get_pose_net(cfg, is_train=False), {"state_dict": info.state}, name=model_file)
     dataset = build_dataset(cfg, is_train=False, use_gt_bbox=cfg.TEST.USE_GT_BBOX, det_file=cfg.TEST.COCO_BBOX_FILE)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -194,7 +196,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("valid", help="evaluate a checkpoint (COCO AP / MPII PCKh)",
                               description="Evaluate a PoseResNet checkpoint on the configured test set.")
     add_config_args(p)
-    p.add_argument("--model-file", default=None, help="checkpoint (.pth/.pth.tar, `module.` keys are fine); default: <run dir>/model_best.pth.tar")
+    p.add_argument("--model-file", default=None, help="checkpoint (.pth/.pth.tar: host_tools, original `module.` files, mmpose 1.x/0.x ResNet); default: <run dir>/model_best.pth.tar")
     flip = p.add_mutually_exclusive_group()
     flip.add_argument("--flip-test", dest="flip_test", action="store_true", default=None, help="average with the mirrored crop")
     flip.add_argument("--no-flip-test", dest="flip_test", action="store_false")
