@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="host tools test: needs torch (pip install '.[host]')")
 
 from host_tools.config import load_config
 from host_tools.errors import UserError
