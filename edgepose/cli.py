@@ -301,9 +301,9 @@ class FrameSource:
 class StatusLine:
     """fps and per-stage milliseconds on stderr, refreshed at most twice a second."""
 
-    def __init__(self, enabled: bool = True, stream: IO[str] = sys.stderr) -> None:
+    def __init__(self, enabled: bool = True, stream: Optional[IO[str]] = None) -> None:
         self.enabled = enabled
-        self.stream = stream
+        self.stream = stream = stream if stream is not None else sys.stderr  # the one at run time
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self._last = 0.0
         self._period = 0.5 if self.tty else 5.0

@@ -214,6 +214,11 @@ class Pipeline:
             raise ValueError("backend: a loaded backend serves one worker; give a backend name for workers > 1")
         if queue_size is not None and queue_size < 1:
             raise ValueError(f"queue_size: must be >= 1, got {queue_size}")
+        self._state: Optional[_RunState] = None
+        self._stop = False
+        self._stop_at = 0.0  # time.monotonic() of the stop request
+        self._threads: List[threading.Thread] = []
+        self._lock = threading.Lock()
         self.model_path = Path(model_path)
         self.workers = int(workers)
         self.queue_size = queue_size
@@ -245,10 +250,6 @@ class Pipeline:
         self.meta = first.meta
         self.keypoint_set = first.keypoint_set
         self.sigmas = first.sigmas
-        self._state: Optional[_RunState] = None
-        self._stop = False
-        self._threads: List[threading.Thread] = []
-        self._lock = threading.Lock()
 
     def _core_masks(self, backend: Union[str, Backend], npu_cores: Optional[int], options: Dict[str, Any]):
         """One core mask per worker when rknnlite workers are to be pinned, else None."""
@@ -284,7 +285,16 @@ class Pipeline:
         """Ask the current run to end: no new frames are read or started, frames being
         estimated get up to ``STOP_GRACE_S`` to finish and are handed back in order, then
         :meth:`run` returns. Safe to call from a signal handler (it only sets a flag)."""
-        self._stop = True
+        self._request_stop()
+
+    def _request_stop(self) -> None:
+        if not self._stop:
+            self._stop_at = time.monotonic()
+            self._stop = True
+
+    def _grace_left(self) -> float:
+        """Seconds left of the stop's grace period (everything after a stop shares it)."""
+        return max(0.0, self._stop_at + STOP_GRACE_S - time.monotonic())
 
     # ------------------------------------------------------------------ threads
     def _read(self, frames: Iterable[Any], st: _RunState) -> None:
@@ -384,7 +394,6 @@ class Pipeline:
                 st.cond.notify_all()
 
     def _next_result(self, st: _RunState) -> Optional[Tuple[FrameResult, float]]:
-        deadline = None
         with st.cond:
             while True:
                 got = st.results.pop(st.next_out, None)
@@ -392,13 +401,8 @@ class Pipeline:
                     return got
                 if st.source_done and not st.waiting and st.next_out >= st.next_seq:
                     return None
-                if self._stop:
-                    if st.next_out >= st.next_seq:
-                        return None
-                    now = time.monotonic()
-                    deadline = deadline or now + STOP_GRACE_S
-                    if now >= deadline:
-                        return None
+                if self._stop and (st.next_out >= st.next_seq or self._grace_left() <= 0):
+                    return None
                 if not any(t.is_alive() for t in self._threads[1:]):
                     return None
                 st.cond.wait(POLL_S)
@@ -462,8 +466,8 @@ class Pipeline:
             if st.source_error is not None and not self._stop:
                 raise st.source_error
         finally:
-            self._stop = True
-            self._join(STOP_GRACE_S)
+            self._request_stop()
+            self._join(self._grace_left() + 0.1)
 
     def _report(self, res: FrameResult) -> None:
         if self.on_error is not None:
@@ -479,10 +483,10 @@ class Pipeline:
     def close(self) -> None:
         """Stop any run and free the estimators (those whose worker is still inside a runtime
         call after the grace period are left to the process exit rather than released under it)."""
-        self._stop = True
-        threads = getattr(self, "_threads", [])
+        self._request_stop()
+        threads = self._threads
         if threads:
-            self._join(STOP_GRACE_S)
+            self._join(self._grace_left() + 0.1)
         busy = {i for i, t in enumerate(threads[1:]) if t.is_alive()}
         for i, est in enumerate(self.estimators):
             if i not in busy:

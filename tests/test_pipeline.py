@@ -445,3 +445,42 @@ def test_cli_worker_that_cannot_start_is_one_line(rknn_model, board_runtime, cap
     assert len(err) == 1 and err[0].startswith(f"edgepose: error: --model {rknn_model}: worker 1 (NPU core 1): "), err
     assert "init_runtime returned -1" in err[0]
     assert all(rt.released for rt in cls.instances)
+
+
+class FastCamera:
+    """cv2.VideoCapture stand-in for a camera that delivers frames as fast as they are read."""
+
+    def __init__(self, dev) -> None:
+        self.n = 0
+
+    def isOpened(self) -> bool:  # noqa: N802 (cv2's name)
+        return True
+
+    def read(self):
+        self.n += 1
+        time.sleep(0.001)
+        return True, np.full((256, 340, 3), self.n % 250, np.uint8)
+
+    def get(self, prop):
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self) -> None:
+        pass
+
+
+def test_cli_live_camera_drops_and_reports(onnx_model, tmp_path, monkeypatch, capsys):
+    from edgepose import cli
+
+    monkeypatch.setattr(cv2, "VideoCapture", FastCamera)
+    jl = tmp_path / "cam.jsonl"
+    args = cli.build_parser().parse_args(["run", "--camera", "0", "--model", str(onnx_model), "--jsonl", str(jl),
+                                          "--max-frames", "40", "--detector", "_models:SlowDetector",
+                                          "--workers", "2"])
+    summary = cli.run(args)
+    recs = _jsonl(jl)
+    frames = [r["frame"] for r in recs]
+    assert summary["dropped"] > 0 and summary["frames"] == len(recs) and len(recs) + summary["dropped"] == 40
+    assert frames == sorted(set(frames)) and frames[-1] == 39
+    err = capsys.readouterr().err
+    assert "in flight |" in err and "dropped |" in err  # the status line
+    assert f"{summary['dropped']} dropped" in err.splitlines()[-1]  # the summary line
