@@ -64,6 +64,8 @@ class FrameResult:
         error: one line when the detector or the estimator failed on this frame, else None.
         worker: the worker that estimated it.
         latency_ms: from the frame leaving the source to the result being handed back.
+
+    It also unpacks as ``index, poses, timings = result``.
     """
 
     index: int
@@ -75,6 +77,9 @@ class FrameResult:
     error: Optional[str] = None
     worker: int = -1
     latency_ms: float = 0.0
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.index, self.poses, self.timings))
 
 
 @dataclass
@@ -263,6 +268,9 @@ class Pipeline:
                 return None  # the estimator reports it with its own message
         if str(options.get("core_mask", "auto")).lower() != "auto":
             return None
+        cls = options.get("rknnlite_cls")
+        if cls is not None and not all(hasattr(cls, f"NPU_CORE_{i}") for i in range(3)):
+            return None  # a runtime (double) without per-core masks: leave the choice to it
         cores = npu_core_count(self.model_path) if npu_cores is None else int(npu_cores)
         if cores < 2:
             return None

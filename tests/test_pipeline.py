@@ -484,3 +484,16 @@ def test_cli_live_camera_drops_and_reports(onnx_model, tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert "in flight |" in err and "dropped |" in err  # the status line
     assert f"{summary['dropped']} dropped" in err.splitlines()[-1]  # the summary line
+
+
+def test_result_unpacks_and_a_runtime_without_core_masks_is_not_pinned(rknn_model, frames):
+    from test_runtime_rknnlite import FakeRKNNLite
+
+    keep = {k: v for k, v in vars(FakeRKNNLite).items()
+            if k not in ("__dict__", "__weakref__") and (not k.startswith("NPU_CORE_") or k == "NPU_CORE_AUTO")}
+    bare = type("Bare", (), dict(keep, instances=[]))  # only NPU_CORE_AUTO
+    with Pipeline(rknn_model, workers=2, rknnlite_cls=bare) as pipe:
+        assert pipe.core_masks is None
+        out = [(i, len(p), t["infer"]) for i, p, t in pipe.run(frames[:4])]
+    assert [o[0] for o in out] == [0, 1, 2, 3]
+    assert [rt.calls[1][1] for rt in bare.instances] == [0, 0]
