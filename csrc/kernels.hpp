@@ -30,11 +30,13 @@ enum class Rounding { Fixed = 0, Float = 1 };
 
 // Crop N boxes, frame->crop matrices mats (N,2,3). u8: out (N,out_h,out_w,3).
 // f32: out (N,3,out_h,out_w) = (v - mean[c]) / std[c], channels in output order.
+// border: 3 values (frame channel order) that samples outside the frame read; nullptr = 0.
 // Returns the index of the first singular matrix, or -1.
 int64_t warp_crops_u8(const FrameView& f, const double* mats, int64_t n, int out_w, int out_h, bool to_rgb,
-                      uint8_t* out, Rounding rounding = Rounding::Fixed);
+                      uint8_t* out, Rounding rounding = Rounding::Fixed, const uint8_t* border = nullptr);
 int64_t warp_crops_f32(const FrameView& f, const double* mats, int64_t n, int out_w, int out_h, bool to_rgb,
-                       const float* mean, const float* std, float* out, Rounding rounding = Rounding::Fixed);
+                       const float* mean, const float* std, float* out, Rounding rounding = Rounding::Fixed,
+                       const uint8_t* border = nullptr);
 
 enum Refine { REFINE_QUARTER = 0, REFINE_DARK = 1, REFINE_NONE = 2 };
 

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <array>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -43,8 +44,20 @@ Rounding rounding_arg(int rounding) {
     return rounding == 1 ? Rounding::Float : Rounding::Fixed;
 }
 
-py::array warp_u8(const py::array& frame, const F64& mats, int out_w, int out_h, bool to_rgb, int rounding) {
+// The border value: None (0) or 3 uint8 values in the frame's channel order.
+std::array<uint8_t, 3> border_arg(const py::object& border) {
+    std::array<uint8_t, 3> b{0, 0, 0};
+    if (border.is_none()) return b;
+    py::array_t<uint8_t, py::array::c_style | py::array::forcecast> a(border);
+    if (a.size() != 3) fail("border: expected 3 uint8 values (frame channel order)");
+    for (int c = 0; c < 3; ++c) b[c] = a.data()[c];
+    return b;
+}
+
+py::array warp_u8(const py::array& frame, const F64& mats, int out_w, int out_h, bool to_rgb, int rounding,
+                  const py::object& border) {
     const Rounding r = rounding_arg(rounding);
+    const std::array<uint8_t, 3> bv = border_arg(border);
     FrameView f = frame_view(frame);
     int64_t n;
     const double* m = mats_ptr(mats, n);
@@ -54,15 +67,16 @@ py::array warp_u8(const py::array& frame, const F64& mats, int out_w, int out_h,
     int64_t bad;
     {
         py::gil_scoped_release nogil;
-        bad = warp_crops_u8(f, m, n, out_w, out_h, to_rgb, o, r);
+        bad = warp_crops_u8(f, m, n, out_w, out_h, to_rgb, o, r, bv.data());
     }
     if (bad >= 0) fail("matrices: singular affine at index " + std::to_string(bad));
     return std::move(out);
 }
 
 py::array warp_f32(const py::array& frame, const F64& mats, int out_w, int out_h, bool to_rgb, const F32& mean,
-                   const F32& std, int rounding) {
+                   const F32& std, int rounding, const py::object& border) {
     const Rounding r = rounding_arg(rounding);
+    const std::array<uint8_t, 3> bv = border_arg(border);
     FrameView f = frame_view(frame);
     int64_t n;
     const double* m = mats_ptr(mats, n);
@@ -73,7 +87,7 @@ py::array warp_f32(const py::array& frame, const F64& mats, int out_w, int out_h
     int64_t bad;
     {
         py::gil_scoped_release nogil;
-        bad = warp_crops_f32(f, m, n, out_w, out_h, to_rgb, mean.data(), std.data(), o, r);
+        bad = warp_crops_f32(f, m, n, out_w, out_h, to_rgb, mean.data(), std.data(), o, r, bv.data());
     }
     if (bad >= 0) fail("matrices: singular affine at index " + std::to_string(bad));
     return std::move(out);
@@ -196,11 +210,11 @@ py::tuple soft_oks_nms_py(const F64& kpts, const F64& scores, const F64& areas, 
 PYBIND11_MODULE(_native, mod) {
     mod.doc() = "edgepose native kernels: crop warp, heatmap decode, OKS NMS (see docs/KERNELS.md)";
     mod.def("warp_crops_u8", &warp_u8, py::arg("frame"), py::arg("mats"), py::arg("out_w"), py::arg("out_h"),
-            py::arg("to_rgb"), py::arg("rounding") = 0,
+            py::arg("to_rgb"), py::arg("rounding") = 0, py::arg("border") = py::none(),
             "Crop N boxes -> (N, out_h, out_w, 3) uint8; rounding 0 = OpenCV 4.x fixed point (bit-exact), "
-            "1 = OpenCV 5.x float32.");
+            "1 = OpenCV 5.x float32; border: 3 values (frame order) read outside the frame, default 0.");
     mod.def("warp_crops_f32", &warp_f32, py::arg("frame"), py::arg("mats"), py::arg("out_w"), py::arg("out_h"),
-            py::arg("to_rgb"), py::arg("mean"), py::arg("std"), py::arg("rounding") = 0,
+            py::arg("to_rgb"), py::arg("mean"), py::arg("std"), py::arg("rounding") = 0, py::arg("border") = py::none(),
             "Crop N boxes -> (N, 3, out_h, out_w) float32, (v - mean) / std; rounding as warp_crops_u8.");
     mod.def("decode", &decode_py, py::arg("heatmaps"), py::arg("flipped"), py::arg("inv"), py::arg("perm"),
             py::arg("shift"), py::arg("scale"), py::arg("zero_point"), py::arg("refine"), py::arg("dark_kernel"),

@@ -1,6 +1,7 @@
-// Kernel 1: bilinear crop warp with cv2.warpAffine(INTER_LINEAR, BORDER_CONSTANT) semantics on
-// uint8 images, in two roundings: OpenCV 4.x fixed point (bit-exact) and OpenCV 5.x float32.
-// See edgepose/crop.py for the rules both reproduce.
+// Kernel 1: bilinear crop warp with cv2.warpAffine(INTER_LINEAR, BORDER_CONSTANT, borderValue)
+// semantics on uint8 images, in two roundings: OpenCV 4.x fixed point (bit-exact) and OpenCV 5.x
+// float32. See edgepose/crop.py for the rules both reproduce. Taps outside the frame read the
+// border value (per frame channel); a pixel with all four taps outside is the border value.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -24,13 +25,14 @@ struct Sampler {
     std::vector<int64_t> adx, ady;  // per output column, 1/1024 pixel (OpenCV's adelta/bdelta)
     // Axis-aligned crops (no rotation, the runtime's case): the source column of output column x
     // is the same on every row, so it is computed once. Each row then blends its two source rows
-    // once ("vert", 3 values per source column, with two zero columns padding each side of the
+    // once ("vert", 3 values per source column, with two border columns padding each side of the
     // frame), and every output pixel is a horizontal blend of two vert entries.
     bool axis_aligned = false;
     std::vector<int64_t> col_at;    // index into vert of the left tap, per output column
     std::vector<int32_t> col_fx;    // horizontal fraction (1/32), per output column
     std::vector<uint16_t> vert;     // columns -2 .. w+1 of the frame
     int64_t span_lo = 0, span_hi = -1;  // frame columns that rows must blend
+    int border[3] = {0, 0, 0};          // the border value, frame channel order
     void init(const double* inv, int out_w) {
         std::memcpy(a, inv, sizeof(a));
         adx.resize(out_w);
@@ -53,7 +55,7 @@ struct Sampler {
         for (int x = 0; x < out_w; ++x) {
             const int64_t X = (X0 + adx[x]) >> kShift;
             int64_t ix = X >> kInterBits;
-            // a pixel whose taps are both outside reads the two zero columns on that side
+            // a pixel whose taps are both outside reads the two border columns on that side
             if (ix < -1) ix = -2;
             if (ix >= w) ix = w;
             col_at[x] = (ix + 2) * 3;
@@ -61,20 +63,23 @@ struct Sampler {
             span_lo = std::min(span_lo, std::max<int64_t>(ix, 0));
             span_hi = std::max(span_hi, std::min<int64_t>(ix + 1, w - 1));
         }
-        vert.assign(size_t(w + 4) * 3, 0);
+        // a padding column blends two border rows: border * 32; the span is rewritten per row
+        vert.resize(size_t(w + 4) * 3);
+        for (size_t i = 0; i < vert.size(); ++i) vert[i] = uint16_t(border[i % 3] * kTab);
     }
 };
 
-// Row y of an axis-aligned crop (see Sampler). Out-of-frame taps read zero, exactly as
-// BORDER_CONSTANT does, and (32-fx)((32-fy)a + fy c) + fx((32-fy)b + fy d) is the same integer as
+// Row y of an axis-aligned crop (see Sampler). Out-of-frame taps read the border value, exactly
+// as BORDER_CONSTANT does, and (32-fx)((32-fy)a + fy c) + fx((32-fy)b + fy d) is the same integer as
 // OpenCV's sum of four weight products, so the result is identical to the general path.
 template <bool Packed, class Sink>
 inline void sample_row_axis(const FrameView& f, Sampler& s, int y, int out_w, const int ch[3], Sink sink) {
     const int64_t Y = (std::llrint((s.a[4] * y + s.a[5]) * double(1 << kAbBits)) + kRoundDelta) >> kShift;
     const int64_t iy = Y >> kInterBits;
     const int fy = int(Y & (kTab - 1));
+    const int* bv = s.border;
     if (iy < -1 || iy >= f.h || s.span_hi < s.span_lo) {
-        for (int x = 0; x < out_w; ++x) sink(x, 0, 0, 0);
+        for (int x = 0; x < out_w; ++x) sink(x, bv[ch[0]], bv[ch[1]], bv[ch[2]]);
         return;
     }
     const int64_t cs = Packed ? 3 : f.col_stride, chs = Packed ? 1 : f.ch_stride, rs = f.row_stride;
@@ -83,18 +88,13 @@ inline void sample_row_axis(const FrameView& f, Sampler& s, int y, int out_w, co
     const uint8_t* top = iy >= 0 ? f.data + iy * rs + lo * cs : nullptr;
     const uint8_t* bot = iy + 1 < f.h ? f.data + (iy + 1) * rs + lo * cs : nullptr;
     const int wt = kTab - fy, wb = fy;
-    if (Packed) {
-        if (top && bot)
-            for (int64_t i = 0; i < 3 * n; ++i) v[i] = uint16_t(top[i] * wt + bot[i] * wb);
-        else if (top)
-            for (int64_t i = 0; i < 3 * n; ++i) v[i] = uint16_t(top[i] * wt);
-        else
-            for (int64_t i = 0; i < 3 * n; ++i) v[i] = uint16_t(bot[i] * wb);
-    } else {
+    if (Packed && top && bot) {
+        for (int64_t i = 0; i < 3 * n; ++i) v[i] = uint16_t(top[i] * wt + bot[i] * wb);
+    } else {  // non-packed frames, and the (at most two) rows with a source row outside the frame
         for (int64_t i = 0; i < n; ++i)
             for (int c = 0; c < 3; ++c) {
                 const int64_t o = i * cs + c * chs;
-                v[3 * i + c] = uint16_t((top ? top[o] * wt : 0) + (bot ? bot[o] * wb : 0));
+                v[3 * i + c] = uint16_t((top ? top[o] : bv[c]) * wt + (bot ? bot[o] : bv[c]) * wb);
             }
     }
     const uint16_t* base = s.vert.data();
@@ -123,6 +123,7 @@ inline void sample_row(const FrameView& f, Sampler& s, int y, int xb, int xe, co
     const int64_t* const adx = s.adx.data();
     const int64_t* const ady = s.ady.data();
     const int64_t o0 = ch[0] * chs, o1 = ch[1] * chs, o2 = ch[2] * chs;
+    const int bo[3] = {s.border[ch[0]], s.border[ch[1]], s.border[ch[2]]};  // output channel order
 
     // Source coordinates are linear in x, so the row's two end pixels bound all the others: when
     // both have their whole 2x2 neighbourhood inside the frame, the row needs no border checks.
@@ -151,15 +152,21 @@ inline void sample_row(const FrameView& f, Sampler& s, int y, int xb, int xe, co
         const int64_t ix = X >> kInterBits, iy = Y >> kInterBits;
         const int fx = int(X & (kTab - 1)), fy = int(Y & (kTab - 1));
         const int wt[2][2] = {{(kTab - fx) * (kTab - fy), fx * (kTab - fy)}, {(kTab - fx) * fy, fx * fy}};
-        int v[3] = {0, 0, 0};
+        int v[3] = {bo[0], bo[1], bo[2]};
         if (ix >= -1 && ix < w && iy >= -1 && iy < h) {
-            // neighbours outside the frame read as 0 (BORDER_CONSTANT); farther pixels stay 0
+            // neighbours outside the frame read the border value (BORDER_CONSTANT); a pixel with
+            // all four outside is the border value
+            v[0] = v[1] = v[2] = 0;
             for (int r = 0; r < 2; ++r) {
                 const int64_t yy = iy + r;
-                if (yy < 0 || yy >= h) continue;
                 for (int c = 0; c < 2; ++c) {
                     const int64_t xx = ix + c;
-                    if (xx < 0 || xx >= w) continue;
+                    if (yy < 0 || yy >= h || xx < 0 || xx >= w) {
+                        v[0] += wt[r][c] * bo[0];
+                        v[1] += wt[r][c] * bo[1];
+                        v[2] += wt[r][c] * bo[2];
+                        continue;
+                    }
                     const uint8_t* p = data + yy * rs + xx * cs;
                     v[0] += wt[r][c] * p[o0];
                     v[1] += wt[r][c] * p[o1];
@@ -235,6 +242,7 @@ inline float lerp32(float a, int b, int c) {
 // Per-crop float32 matrix (the double inverse rounded, as OpenCV 5 does).
 struct FloatSampler {
     float m[6];
+    int border[3] = {0, 0, 0};  // frame channel order
     void init(const double* inv) {
         for (int i = 0; i < 6; ++i) m[i] = float(inv[i]);
     }
@@ -266,15 +274,16 @@ inline void sample_row_float(const FrameView& f, const FloatSampler& s, int y, i
     const int64_t cs = Packed ? 3 : f.col_stride, chs = Packed ? 1 : f.ch_stride, rs = f.row_stride;
     const int64_t w = f.w, h = f.h;
     const int64_t o[3] = {ch[0] * chs, ch[1] * chs, ch[2] * chs};
+    const int bo[3] = {s.border[ch[0]], s.border[ch[1]], s.border[ch[2]]};  // output channel order
     for (int x = xb; x < xe; ++x) {
         const float sx = fma32(s.m[0], float(x), rx), sy = fma32(s.m[3], float(x), ry);
         const int64_t ix = floor_i64(sx), iy = floor_i64(sy);
         if (ix < -1 || ix >= w || iy < -1 || iy >= h) {
-            sink(x, 0, 0, 0);
+            sink(x, bo[0], bo[1], bo[2]);
             continue;
         }
         const float a = sx - float(ix), b = sy - float(iy);  // exact
-        // taps outside the frame read 0 (BORDER_CONSTANT)
+        // taps outside the frame read the border value (BORDER_CONSTANT)
         const bool in_l = ix >= 0, in_r = ix + 1 < w;
         const uint8_t* top = iy >= 0 ? data + iy * rs : nullptr;
         const uint8_t* bot = iy + 1 < h ? data + (iy + 1) * rs : nullptr;
@@ -282,8 +291,9 @@ inline void sample_row_float(const FrameView& f, const FloatSampler& s, int y, i
         const bool a_exact = a == 0.f || a >= 0x1p-20f;  // see lerp32
         int v[3];
         for (int c = 0; c < 3; ++c) {
-            const int p00 = top && in_l ? top[cl + o[c]] : 0, p01 = top && in_r ? top[cr + o[c]] : 0;
-            const int p10 = bot && in_l ? bot[cl + o[c]] : 0, p11 = bot && in_r ? bot[cr + o[c]] : 0;
+            const int bc = bo[c];
+            const int p00 = top && in_l ? top[cl + o[c]] : bc, p01 = top && in_r ? top[cr + o[c]] : bc;
+            const int p10 = bot && in_l ? bot[cl + o[c]] : bc, p11 = bot && in_r ? bot[cr + o[c]] : bc;
             float v0, v1;
             if (a_exact) {
                 v0 = lerp32(a, p01 - p00, p00);
@@ -334,11 +344,12 @@ bool invert_affine_cv(const double* m, double* inv) {
 }
 
 int64_t warp_crops_u8(const FrameView& f, const double* mats, int64_t n, int out_w, int out_h, bool to_rgb,
-                      uint8_t* out, Rounding rounding) {
+                      uint8_t* out, Rounding rounding, const uint8_t* border) {
     const int ch_bgr[3] = {0, 1, 2}, ch_rgb[3] = {2, 1, 0};
     const int* ch = to_rgb ? ch_rgb : ch_bgr;
     Sampler s;
     FloatSampler fs;
+    for (int c = 0; c < 3; ++c) s.border[c] = fs.border[c] = border ? border[c] : 0;
     const int64_t row = int64_t(out_w) * 3;
     for (int64_t i = 0; i < n; ++i) {
         double inv[6];
@@ -368,7 +379,7 @@ int64_t warp_crops_u8(const FrameView& f, const double* mats, int64_t n, int out
 }
 
 int64_t warp_crops_f32(const FrameView& f, const double* mats, int64_t n, int out_w, int out_h, bool to_rgb,
-                       const float* mean, const float* std, float* out, Rounding rounding) {
+                       const float* mean, const float* std, float* out, Rounding rounding, const uint8_t* border) {
     // (v - mean) / std for all 256 grey levels: the same float32 operations as the NumPy twin,
     // done once instead of per pixel.
     float lut[3][256];
@@ -378,6 +389,7 @@ int64_t warp_crops_f32(const FrameView& f, const double* mats, int64_t n, int ou
     const int* ch = to_rgb ? ch_rgb : ch_bgr;
     Sampler s;
     FloatSampler fs;
+    for (int c = 0; c < 3; ++c) s.border[c] = fs.border[c] = border ? border[c] : 0;
     const int64_t plane = int64_t(out_w) * out_h;
     for (int64_t i = 0; i < n; ++i) {
         double inv[6];

@@ -294,10 +294,11 @@ def warp_crops(
     """
     frame, m, out_w, out_h = _validate(frame, matrices, out_size, mean, std, layout, rounding, border_value)
     nat = _dispatch.native()
-    if nat is None or np.any(_check_border(border_value)):
+    if nat is None:
         return warp_crops_numpy(frame, m, out_size, to_rgb, mean, std, layout, rounding, border_value)
     r = ROUNDINGS.index(rounding)  # the native module's code: 0 fixed, 1 float
+    border = _check_border(border_value)
     if layout == "nhwc":
-        return nat.warp_crops_u8(frame, m, out_w, out_h, bool(to_rgb), r)
+        return nat.warp_crops_u8(frame, m, out_w, out_h, bool(to_rgb), r, border)
     mean_a, std_a = _norm_params(mean, std)
-    return nat.warp_crops_f32(frame, m, out_w, out_h, bool(to_rgb), mean_a, std_a, r)
+    return nat.warp_crops_f32(frame, m, out_w, out_h, bool(to_rgb), mean_a, std_a, r, border)
