@@ -1,4 +1,4 @@
-// Plain C++ kernels of edgepose (no Python here): crop warp, heatmap decode, OKS NMS.
+// Plain C++ kernels of edgepose (no Python here): crop warp, heatmap decode, OKS NMS, detector decode.
 // The Python wrappers validate every argument; these functions trust their inputs.
 #pragma once
 #include <cstdint>
@@ -71,5 +71,38 @@ int64_t oks_nms(const double* kpts, const double* scores, const double* areas, c
 int64_t soft_oks_nms(const double* kpts, const double* scores, const double* areas, const double* sigmas, int64_t n,
                      int64_t k, double thr, double vis_thr, bool use_vis, int method, double sigma, double score_thr,
                      int64_t* keep, double* new_scores);
+
+// ---- kernel 4: person detector (edgepose/yolo.py has the rules) ----
+
+enum class QType { F32, I8, U8 };
+
+// A float32 tensor, or an int8/uint8 one whose real value is (q - zero_point) * scale.
+struct QTensor {
+    QType type;
+    const void* data;  // contiguous
+    double scale;
+    int zero_point;
+};
+
+// One stride of the model zoo's YOLOv8 layout.
+struct DflLevel {
+    QTensor box;  // (4 * reg, h, w): sides l, t, r, b, reg bins each
+    QTensor cls;  // the decoded class's (h, w) plane
+    QTensor sum;  // (h, w) score sums, or data == nullptr
+    int64_t h, w, reg;
+    int stride;
+};
+
+// Boxes (x0, y0, x1, y1 in input pixels) and scores of the anchors whose class score (and sum,
+// when given) is >= thr, level by level, row-major. boxes/scores hold sum(h * w) entries;
+// returns how many were written.
+int64_t yolo_decode_dfl(const DflLevel* levels, int n_levels, float thr, float* boxes, float* scores);
+
+// Ultralytics export (rows, anchors) with rows 0..3 = cx, cy, w, h; score_row the class row.
+int64_t yolo_decode_anchor_free(const QTensor& out, int64_t anchors, int64_t score_row, float thr, float* boxes,
+                                float* scores);
+
+// Class-agnostic greedy IoU NMS; writes kept indices (best first) to keep, returns how many.
+int64_t yolo_nms(const float* boxes, const float* scores, int64_t n, double iou_thr, int64_t top_k, int64_t* keep);
 
 }  // namespace edgepose

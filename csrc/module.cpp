@@ -5,6 +5,8 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -205,10 +207,120 @@ py::tuple soft_oks_nms_py(const F64& kpts, const F64& scores, const F64& areas, 
     return py::make_tuple(keep, ns);
 }
 
+// ---- kernel 4: person detector ----
+
+QType q_type(const py::array& a, const std::string& name) {
+    if (py::dtype::of<float>().is(a.dtype())) return QType::F32;
+    if (py::dtype::of<int8_t>().is(a.dtype())) return QType::I8;
+    if (py::dtype::of<uint8_t>().is(a.dtype())) return QType::U8;
+    fail(name + ": expected float32, int8 or uint8");
+}
+
+QTensor q_tensor(const py::array& a, double scale, int zero_point, const std::string& name) {
+    const QType t = q_type(a, name);
+    if (t != QType::F32 && !(scale > 0 && std::isfinite(scale))) fail(name + ": scale must be a positive finite number");
+    return QTensor{t, a.data(), scale, zero_point};
+}
+
+py::array c_array(const py::handle& h, const std::string& name) {
+    py::array a = py::array::ensure(h, py::array::c_style);
+    if (!a.ptr()) fail(name + ": expected a numpy array");
+    return a;
+}
+
+py::tuple boxes_scores(const float* b, const float* s, int64_t m) {
+    py::array_t<float> boxes({m, int64_t(4)});
+    py::array_t<float> scores(m);
+    if (m) {
+        std::memcpy(boxes.mutable_data(), b, sizeof(float) * 4 * m);
+        std::memcpy(scores.mutable_data(), s, sizeof(float) * m);
+    }
+    return py::make_tuple(boxes, scores);
+}
+
+// levels: per stride (box, box_scale, box_zp, cls, cls_scale, cls_zp, sum or None, sum_scale, sum_zp,
+// stride, class_id).
+py::tuple yolo_decode_dfl_py(const py::list& levels, float thr) {
+    std::vector<py::array> hold;  // keeps the (possibly converted) arrays alive without the GIL
+    std::vector<DflLevel> lv;
+    int64_t total = 0;
+    for (size_t i = 0; i < levels.size(); ++i) {
+        const std::string at = "[" + std::to_string(i) + "]";
+        py::tuple t = levels[i].cast<py::tuple>();
+        if (t.size() != 11) fail("levels" + at + ": expected 11 entries");
+        py::array box = c_array(t[0], "boxes" + at), cls = c_array(t[3], "classes" + at);
+        if (box.ndim() != 4 || box.shape(0) != 1 || box.shape(1) % 4 != 0 || box.shape(1) == 0)
+            fail("boxes" + at + ": expected (1, 4*reg_max, h, w)");
+        const int64_t h = box.shape(2), w = box.shape(3), hw = h * w;
+        if (cls.ndim() != 4 || cls.shape(0) != 1 || cls.shape(2) != h || cls.shape(3) != w)
+            fail("classes" + at + ": expected (1, nc, h, w) like boxes");
+        const int64_t cid = t[10].cast<int64_t>();
+        if (cid < 0 || cid >= cls.shape(1)) fail("class_id: out of range for classes" + at);
+        const int stride = t[9].cast<int>();
+        if (stride <= 0) fail("strides" + at + ": expected a positive integer");
+        DflLevel L{};
+        L.box = q_tensor(box, t[1].cast<double>(), t[2].cast<int>(), "box_quant" + at);
+        L.cls = q_tensor(cls, t[4].cast<double>(), t[5].cast<int>(), "cls_quant" + at);
+        L.cls.data = static_cast<const uint8_t*>(cls.data()) + cid * hw * cls.itemsize();
+        L.sum = QTensor{QType::F32, nullptr, 1.0, 0};
+        if (!t[6].is_none()) {
+            py::array sm = c_array(t[6], "score_sum" + at);
+            if (sm.ndim() != 4 || sm.shape(0) != 1 || sm.shape(1) != 1 || sm.shape(2) != h || sm.shape(3) != w)
+                fail("score_sum" + at + ": expected (1, 1, h, w) like boxes");
+            L.sum = q_tensor(sm, t[7].cast<double>(), t[8].cast<int>(), "sum_quant" + at);
+            hold.push_back(sm);
+        }
+        L.h = h, L.w = w, L.reg = box.shape(1) / 4, L.stride = stride;
+        hold.push_back(box);
+        hold.push_back(cls);
+        lv.push_back(L);
+        total += hw;
+    }
+    // room for every anchor, left uninitialised (only the m written are copied out)
+    std::unique_ptr<float[]> b(new float[size_t(4 * total)]), s(new float[size_t(total)]);
+    int64_t m;
+    {
+        py::gil_scoped_release nogil;
+        m = yolo_decode_dfl(lv.data(), int(lv.size()), thr, b.get(), s.get());
+    }
+    return boxes_scores(b.get(), s.get(), m);
+}
+
+py::tuple yolo_decode_anchor_free_py(const py::array& out_in, float thr, int64_t class_id, double scale, int zero_point) {
+    py::array out = c_array(out_in, "out");
+    if (out.ndim() != 2 || out.shape(0) <= 4) fail("out: expected (4 + nc, A)");
+    if (class_id < 0 || class_id >= out.shape(0) - 4) fail("class_id: out of range for out");
+    const QTensor t = q_tensor(out, scale, zero_point, "quant");
+    const int64_t a = out.shape(1);
+    std::unique_ptr<float[]> b(new float[size_t(4 * a)]), s(new float[size_t(a)]);
+    int64_t m;
+    {
+        py::gil_scoped_release nogil;
+        m = yolo_decode_anchor_free(t, a, 4 + class_id, thr, b.get(), s.get());
+    }
+    return boxes_scores(b.get(), s.get(), m);
+}
+
+py::array yolo_nms_py(const F32& boxes, const F32& scores, double iou_thr, int64_t top_k) {
+    if (boxes.ndim() != 2 || boxes.shape(1) != 4) fail("boxes: expected (N, 4)");
+    const int64_t n = boxes.shape(0);
+    if (scores.ndim() != 1 || scores.shape(0) != n) fail("scores: expected (N,)");
+    if (top_k < 0) fail("top_k: must be >= 0");
+    std::vector<int64_t> keep(size_t(std::min(n, top_k)) + 1);
+    int64_t m;
+    {
+        py::gil_scoped_release nogil;
+        m = yolo_nms(boxes.data(), scores.data(), n, iou_thr, top_k, keep.data());
+    }
+    py::array_t<int64_t> out(m);
+    if (m) std::memcpy(out.mutable_data(), keep.data(), sizeof(int64_t) * m);
+    return std::move(out);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, mod) {
-    mod.doc() = "edgepose native kernels: crop warp, heatmap decode, OKS NMS (see docs/KERNELS.md)";
+    mod.doc() = "edgepose native kernels: crop warp, heatmap decode, OKS NMS, detector decode (docs/KERNELS.md)";
     mod.def("warp_crops_u8", &warp_u8, py::arg("frame"), py::arg("mats"), py::arg("out_w"), py::arg("out_h"),
             py::arg("to_rgb"), py::arg("rounding") = 0, py::arg("border") = py::none(),
             "Crop N boxes -> (N, out_h, out_w, 3) uint8; rounding 0 = OpenCV 4.x fixed point (bit-exact), "
@@ -226,4 +338,11 @@ PYBIND11_MODULE(_native, mod) {
     mod.def("soft_oks_nms", &soft_oks_nms_py, py::arg("keypoints"), py::arg("scores"), py::arg("areas"),
             py::arg("sigmas"), py::arg("thr"), py::arg("vis_thr"), py::arg("use_vis"), py::arg("method"),
             py::arg("sigma"), py::arg("score_thr"), "Soft OKS NMS -> (kept indices, their scores).");
+    mod.def("yolo_decode_dfl", &yolo_decode_dfl_py, py::arg("levels"), py::arg("thr"),
+            "Model zoo YOLOv8 DFL outputs -> (boxes (M, 4) float32 x0 y0 x1 y1, scores (M,) float32).");
+    mod.def("yolo_decode_anchor_free", &yolo_decode_anchor_free_py, py::arg("out"), py::arg("thr"),
+            py::arg("class_id"), py::arg("scale"), py::arg("zero_point"),
+            "Ultralytics (4 + nc, A) output -> (boxes (M, 4) float32, scores (M,) float32).");
+    mod.def("yolo_nms", &yolo_nms_py, py::arg("boxes"), py::arg("scores"), py::arg("iou_thr"), py::arg("top_k"),
+            "Class-agnostic greedy IoU NMS -> kept indices (int64), best first.");
 }

@@ -77,19 +77,20 @@ def exp_nonpos(x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- validation
 
 def _tensor(a, name: str) -> np.ndarray:
-    """A float32/int8/uint8 contiguous array (other float dtypes are cast to float32)."""
+    """A float32/int8/uint8 contiguous array (float16/float64 are cast to float32)."""
     if not isinstance(a, np.ndarray):
         raise ValueError(f"{name}: expected a numpy array, got {type(a).__name__}")
-    if a.dtype in (np.float16, np.float64):
+    ch = a.dtype.char  # (dtype codes: a few hundred ns cheaper than dtype comparisons, per tensor)
+    if ch not in "fbB":
+        if ch not in "ed":
+            raise ValueError(f"{name}: expected float32, int8 or uint8, got {a.dtype}")
         a = a.astype(np.float32)
-    if a.dtype not in (np.float32, np.int8, np.uint8):
-        raise ValueError(f"{name}: expected float32, int8 or uint8, got {a.dtype}")
-    return np.ascontiguousarray(a)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 def _quant(a: np.ndarray, quant, name: str) -> Tuple[float, int]:
     """``(scale, zero_point)`` of a quantized tensor; ``(1.0, 0)`` for float32 (quant ignored)."""
-    if a.dtype == np.float32:
+    if a.dtype.char == "f":
         return 1.0, 0
     if quant is None:
         raise ValueError(f"{name}: required for a {a.dtype} tensor, as (scale, zero_point) of that output")
@@ -102,7 +103,7 @@ def _quant(a: np.ndarray, quant, name: str) -> Tuple[float, int]:
         raise ValueError(f"{name}: scale must be a positive finite number, got {scale}")
     if int(zp) != zp:
         raise ValueError(f"{name}: zero_point must be an integer, got {zp!r}")
-    lo, hi = _INT_RANGE[a.dtype]
+    lo, hi = (-128, 127) if a.dtype.char == "b" else (0, 255)
     if not lo <= int(zp) <= hi:
         raise ValueError(f"{name}: zero_point {zp} outside the {a.dtype} range [{lo}, {hi}]")
     return scale, int(zp)
@@ -270,7 +271,7 @@ def decode_dfl(boxes: Sequence[np.ndarray], classes: Sequence[np.ndarray], strid
     thr = _check_thr(score_thr)
     levels = _check_dfl(boxes, classes, strides, class_id, box_quant, cls_quant, score_sum, sum_quant)
     nat = _dispatch.native()
-    if nat is None or not hasattr(nat, "yolo_decode_dfl"):
+    if nat is None:
         return decode_dfl_numpy(boxes, classes, strides, score_thr, class_id, box_quant, cls_quant,
                                 score_sum, sum_quant)
     args = [(b, bq[0], bq[1], c, cq[0], cq[1], sm, sq[0], sq[1], s, cid)
@@ -326,7 +327,7 @@ def decode_anchor_free(out: np.ndarray, score_thr: float, class_id: int = 0,
     cid = _check_class(class_id, a.shape[0] - 4, "out")
     scale, zp = _quant(a, quant, "quant")
     nat = _dispatch.native()
-    if nat is None or not hasattr(nat, "yolo_decode_anchor_free"):
+    if nat is None:
         return decode_anchor_free_numpy(a, score_thr, cid, quant)
     return nat.yolo_decode_anchor_free(a, float(thr), cid, scale, zp)
 
@@ -473,7 +474,7 @@ def nms_boxes(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_thr: float, top_k:
     nat = _dispatch.native()
     if b.shape[0] == 0 or k == 0:
         return np.zeros(0, np.int64)
-    if nat is None or not hasattr(nat, "yolo_nms"):
+    if nat is None:
         return nms_boxes_numpy(b, s, thr, k)
     return nat.yolo_nms(b, s, thr, k)
 
