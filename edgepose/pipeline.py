@@ -152,10 +152,11 @@ def npu_core_count(model_path: Union[str, Path, None] = None, compatible: Option
 
 
 def auto_workers(model_path: Union[str, Path], backend: str = "auto", compatible: Optional[Union[str, Path]] = None,
-                 **backend_options: Any) -> int:
-    """``workers="auto"``: one worker per NPU core of the board for the rknnlite backend, 1
-    otherwise (onnxruntime already spreads one inference over the CPU cores)."""
-    if "rknnlite_cls" not in backend_options:
+                 rknnlite_cls: Optional[type] = None) -> int:
+    """``workers="auto"``: one worker per NPU core of the board for the rknnlite backend (a
+    ``rknnlite_cls`` double counts as rknnlite), 1 otherwise (onnxruntime already spreads one
+    inference over the CPU cores)."""
+    if rknnlite_cls is None:
         try:
             if choose_backend(model_path, backend) != "rknnlite":
                 return 1
@@ -212,7 +213,7 @@ class Pipeline:
             if isinstance(backend, Backend):
                 workers = 1
             else:
-                workers = auto_workers(model_path, backend, **{k: v for k, v in options.items() if k == "rknnlite_cls"})
+                workers = auto_workers(model_path, backend, rknnlite_cls=options.get("rknnlite_cls"))
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers: expected an integer >= 1 or 'auto', got {workers!r}")
         if isinstance(backend, Backend) and workers > 1:
