@@ -249,8 +249,8 @@ py::tuple yolo_decode_dfl_py(const py::list& levels, float thr) {
         py::tuple t = levels[i].cast<py::tuple>();
         if (t.size() != 11) fail("levels" + at + ": expected 11 entries");
         py::array box = c_array(t[0], "boxes" + at), cls = c_array(t[3], "classes" + at);
-        if (box.ndim() != 4 || box.shape(0) != 1 || box.shape(1) % 4 != 0 || box.shape(1) == 0)
-            fail("boxes" + at + ": expected (1, 4*reg_max, h, w)");
+        if (box.ndim() != 4 || box.shape(0) != 1 || box.shape(1) % 4 != 0 || box.shape(1) == 0 || box.shape(1) > 256)
+            fail("boxes" + at + ": expected (1, 4*reg_max, h, w), reg_max <= 64");
         const int64_t h = box.shape(2), w = box.shape(3), hw = h * w;
         if (cls.ndim() != 4 || cls.shape(0) != 1 || cls.shape(2) != h || cls.shape(3) != w)
             fail("classes" + at + ": expected (1, nc, h, w) like boxes");

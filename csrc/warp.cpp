@@ -33,6 +33,11 @@ struct Sampler {
     std::vector<uint16_t> vert;     // columns -2 .. w+1 of the frame
     int64_t span_lo = 0, span_hi = -1;  // frame columns that rows must blend
     int border[3] = {0, 0, 0};          // the border value, frame channel order
+    // Whole-pixel columns (a letterbox at scale 1, a pure shift): every horizontal fraction is 0
+    // and output column x reads frame column x + col_shift, so a row whose vertical fraction is
+    // also 0 is a copy of frame pixels (and border), which is what the blend would give exactly.
+    bool copy_cols = false;
+    int64_t col_shift = 0;
     void init(const double* inv, int out_w) {
         std::memcpy(a, inv, sizeof(a));
         adx.resize(out_w);
@@ -52,9 +57,12 @@ struct Sampler {
         col_fx.resize(out_w);
         span_lo = w;
         span_hi = -1;
+        copy_cols = out_w > 0;
+        col_shift = out_w > 0 ? ((X0 + adx[0]) >> kShift >> kInterBits) : 0;
         for (int x = 0; x < out_w; ++x) {
             const int64_t X = (X0 + adx[x]) >> kShift;
             int64_t ix = X >> kInterBits;
+            copy_cols = copy_cols && (X & (kTab - 1)) == 0 && ix == x + col_shift;
             // a pixel whose taps are both outside reads the two border columns on that side
             if (ix < -1) ix = -2;
             if (ix >= w) ix = w;
@@ -83,6 +91,20 @@ inline void sample_row_axis(const FrameView& f, Sampler& s, int y, int out_w, co
         return;
     }
     const int64_t cs = Packed ? 3 : f.col_stride, chs = Packed ? 1 : f.ch_stride, rs = f.row_stride;
+    if (s.copy_cols && fy == 0 && iy >= 0) {  // whole pixels: (32 * 32 * v + 512) >> 10 == v
+        const uint8_t* row = f.data + iy * rs;
+        const int64_t o0 = ch[0] * chs, o1 = ch[1] * chs, o2 = ch[2] * chs;
+        for (int x = 0; x < out_w; ++x) {
+            const int64_t c = x + s.col_shift;
+            if (c < 0 || c >= f.w) {
+                sink(x, bv[ch[0]], bv[ch[1]], bv[ch[2]]);
+            } else {
+                const uint8_t* p = row + c * cs;
+                sink(x, p[o0], p[o1], p[o2]);
+            }
+        }
+        return;
+    }
     const int64_t lo = s.span_lo, n = s.span_hi + 1 - lo;
     uint16_t* v = s.vert.data() + (lo + 2) * 3;
     const uint8_t* top = iy >= 0 ? f.data + iy * rs + lo * cs : nullptr;
@@ -185,6 +207,21 @@ inline void sample(const FrameView& f, Sampler& s, int y, int xb, int xe, const 
         sample_row<true>(f, s, y, xb, xe, ch, sink);
     else
         sample_row<false>(f, s, y, xb, xe, ch, sink);
+}
+
+// Output row y of a whole-pixel crop (Sampler::copy_cols) of a packed frame into packed BGR
+// bytes, when its vertical fraction is 0 and its source row is inside the frame: a memcpy of the
+// frame columns it covers, the border value elsewhere. Returns false (nothing written) otherwise.
+inline bool copy_row(const FrameView& f, const Sampler& s, int y, int out_w, uint8_t* d) {
+    const int64_t Y = (std::llrint((s.a[4] * y + s.a[5]) * double(1 << kAbBits)) + kRoundDelta) >> kShift;
+    const int64_t iy = Y >> kInterBits;
+    if ((Y & (kTab - 1)) != 0 || iy < 0 || iy >= f.h) return false;
+    const int64_t xa = std::min<int64_t>(std::max<int64_t>(-s.col_shift, 0), out_w);
+    const int64_t xb = std::max(std::min<int64_t>(f.w - s.col_shift, out_w), xa);
+    for (int64_t x = 0; x < xa; ++x) d[3 * x] = uint8_t(s.border[0]), d[3 * x + 1] = uint8_t(s.border[1]), d[3 * x + 2] = uint8_t(s.border[2]);
+    if (xb > xa) std::memcpy(d + 3 * xa, f.data + iy * f.row_stride + (xa + s.col_shift) * 3, size_t(3 * (xb - xa)));
+    for (int64_t x = xb; x < out_w; ++x) d[3 * x] = uint8_t(s.border[0]), d[3 * x + 1] = uint8_t(s.border[1]), d[3 * x + 2] = uint8_t(s.border[2]);
+    return true;
 }
 
 // Calls fn(y, xb, xe) over the crop: whole rows for axis-aligned crops (they read the frame
@@ -368,8 +405,10 @@ int64_t warp_crops_u8(const FrameView& f, const double* mats, int64_t n, int out
         s.init(inv, out_w);
         if (s.axis_aligned) s.init_axis(out_w, f.w);
         uint8_t* dst = out + i * row * out_h;
+        const bool memcpy_rows = s.axis_aligned && s.copy_cols && !to_rgb && f.col_stride == 3 && f.ch_stride == 1;
         for_each_span(s, out_w, out_h, [&](int y, int xb, int xe) {
             uint8_t* d = dst + y * row;
+            if (memcpy_rows && copy_row(f, s, y, out_w, d)) return;
             sample(f, s, y, xb, xe, ch, [d](int x, int v0, int v1, int v2) {
                 d[3 * x] = uint8_t(v0), d[3 * x + 1] = uint8_t(v1), d[3 * x + 2] = uint8_t(v2);
             });

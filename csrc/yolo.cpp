@@ -34,21 +34,61 @@ constexpr double kExpCoef[13] = {1.0,
                                  1.0 / 39916800.0,
                                  1.0 / 479001600.0};
 
+// exp of n values in [kExpMin, 0] (or NaN, which stays NaN: r, p and the product are NaN), with
+// no comparison or branch, so that the compiler vectorises it (x86-64 SSE2: two doubles a step):
+// k is read from the low bits of x / ln 2 + 1.5 * 2^52 (that sum rounds to an integer, half to
+// even, like np.rint, for |x / ln 2| < 2^51), 2^k (k >= -1022: a normal double) is built from
+// its exponent bits, and p * 2^k is exactly ldexp(p, k).
+inline void exp_core_n(const double* x, double* out, int64_t n) {
+    constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52
+    constexpr uint64_t kRoundBits = 0x4338000000000000ull;
+    const double* c = kExpCoef;
+    for (int64_t i = 0; i < n; ++i) {
+        const double xi = x[i];
+        const double t = xi * kInvLn2 + kRound;
+        const double k = t - kRound;
+        const double r = (xi - k * kLn2Hi) - k * kLn2Lo;
+        double p = c[12] * r + c[11];  // Horner from r^12 down, written out (a loop does not vectorise)
+        p = p * r + c[10];
+        p = p * r + c[9];
+        p = p * r + c[8];
+        p = p * r + c[7];
+        p = p * r + c[6];
+        p = p * r + c[5];
+        p = p * r + c[4];
+        p = p * r + c[3];
+        p = p * r + c[2];
+        p = p * r + c[1];
+        p = p * r + c[0];
+        uint64_t tb;
+        std::memcpy(&tb, &t, sizeof(tb));
+        const uint64_t sb = ((tb - kRoundBits) + 1023) << 52;
+        double scale;
+        std::memcpy(&scale, &sb, sizeof(scale));
+        out[i] = p * scale;
+    }
+}
+
+constexpr int64_t kMaxReg = 64;  // DFL bins per side; the wrapper rejects more
+
+// exp_nonpos for n <= kMaxReg values: below kExpMin the result is 0.
+inline void exp_nonpos_n(const double* x, double* out, int64_t n) {
+    double c[kMaxReg];
+    bool low = false;
+    for (int64_t i = 0; i < n; ++i) {
+        low |= x[i] < kExpMin;
+        c[i] = x[i] < kExpMin ? kExpMin : x[i];
+    }
+    exp_core_n(c, out, n);
+    if (low)
+        for (int64_t i = 0; i < n; ++i)
+            if (x[i] < kExpMin) out[i] = 0.0;
+}
+
 inline double exp_nonpos(double x) {
-    if (x < kExpMin) return 0.0;
-    if (x != x) return x;  // NaN stays NaN (as in the twin), and the integer k below stays defined
-    // rint without a libm call: adding and removing 1.5 * 2^52 rounds to an integer, half to
-    // even, like np.rint (|x / ln 2| < 1022 here)
-    constexpr double kRound = 6755399441055744.0;
-    const double k = (x * kInvLn2 + kRound) - kRound;
-    const double r = (x - k * kLn2Hi) - k * kLn2Lo;
-    double p = kExpCoef[12];
-    for (int i = 11; i >= 0; --i) p = p * r + kExpCoef[i];
-    // p * 2^k, exactly ldexp: 2^k (k >= -1022) is a normal double built from its exponent bits
-    const uint64_t bits = uint64_t(int64_t(k) + 1023) << 52;
-    double scale;
-    std::memcpy(&scale, &bits, sizeof(scale));
-    return p * scale;
+    double v;
+    exp_nonpos_n(&x, &v, 1);
+    return v;
 }
 
 inline int q_at(const QTensor& t, int64_t i) {
@@ -137,27 +177,32 @@ struct ExpTable {
     }
 };
 
-// Expected distance (bins) of one side: softmax over reg logits spaced `step` apart from x.
+// Expected distance (bins) of one side: softmax over reg logits spaced `step` apart from first,
+// then sum(k e_k) / sum(e_k) accumulated k = 0, 1, ... The float path computes all weights first
+// (independent exps that the CPU overlaps), then sums them in order.
 inline double dfl_side(const QTensor& t, int64_t first, int64_t step, int64_t reg, ExpTable& lut) {
-    double num = 0.0, den = 0.0;
+    double e[kMaxReg];
     if (t.type == QType::F32) {
         const float* x = static_cast<const float*>(t.data) + first;
-        float m = x[0];
-        for (int64_t k = 1; k < reg; ++k) m = std::max(m, x[k * step]);
+        float v[kMaxReg];
+        for (int64_t k = 0; k < reg; ++k) v[k] = x[k * step];
+        float m = v[0];
+        for (int64_t k = 1; k < reg; ++k) m = std::max(m, v[k]);
         const double md = double(m);
-        for (int64_t k = 0; k < reg; ++k) {
-            const double e = exp_nonpos(double(x[k * step]) - md);
-            den = den + e;
-            num = num + double(k) * e;
-        }
-        return num / den;
+        double d[kMaxReg];
+        for (int64_t k = 0; k < reg; ++k) d[k] = double(v[k]) - md;
+        exp_nonpos_n(d, e, reg);
+    } else {
+        int q[kMaxReg];
+        for (int64_t k = 0; k < reg; ++k) q[k] = q_at(t, first + k * step);
+        int qm = q[0];
+        for (int64_t k = 1; k < reg; ++k) qm = std::max(qm, q[k]);
+        for (int64_t k = 0; k < reg; ++k) e[k] = lut.at(qm - q[k]);
     }
-    int qm = q_at(t, first);
-    for (int64_t k = 1; k < reg; ++k) qm = std::max(qm, q_at(t, first + k * step));
+    double num = 0.0, den = 0.0;
     for (int64_t k = 0; k < reg; ++k) {
-        const double e = lut.at(qm - q_at(t, first + k * step));
-        den = den + e;
-        num = num + double(k) * e;
+        den = den + e[k];
+        num = num + double(k) * e[k];
     }
     return num / den;
 }

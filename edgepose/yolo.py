@@ -49,6 +49,7 @@ from . import _dispatch
 Quant = Optional[Tuple[float, int]]
 _INT_RANGE = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
 LAYOUTS = ("dfl", "anchor_free", "yolox")
+MAX_REG = 64  # DFL bins per side (16 in YOLOv8/YOLO11); the kernel's fixed buffers
 
 # exp_nonpos: exp(x) = 2^k exp(r), k = rint(x / ln 2), r = x - k ln 2 (ln 2 in two parts, the
 # high part with trailing zero bits so k * LN2_HI is exact), exp(r) by its Taylor series to r^12
@@ -198,8 +199,8 @@ def _check_dfl(boxes, classes, strides, class_id, box_quant, cls_quant, score_su
     for i in range(n):
         b = _tensor(boxes[i], f"boxes[{i}]")
         c = _tensor(classes[i], f"classes[{i}]")
-        if b.ndim != 4 or b.shape[0] != 1 or b.shape[1] % 4 or b.shape[1] == 0:
-            raise ValueError(f"boxes[{i}]: expected (1, 4*reg_max, h, w), got {b.shape}")
+        if b.ndim != 4 or b.shape[0] != 1 or b.shape[1] % 4 or not 0 < b.shape[1] <= 4 * MAX_REG:
+            raise ValueError(f"boxes[{i}]: expected (1, 4*reg_max, h, w) with reg_max <= {MAX_REG}, got {b.shape}")
         if c.ndim != 4 or c.shape[0] != 1 or c.shape[2:] != b.shape[2:]:
             raise ValueError(f"classes[{i}]: expected (1, nc, {b.shape[2]}, {b.shape[3]}) like boxes[{i}], got {c.shape}")
         cid = _check_class(class_id, c.shape[1], f"classes[{i}]")

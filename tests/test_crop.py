@@ -491,3 +491,25 @@ def test_property_border_value(a, b, c, d, tx, ty, ow, oh, fw, fh, seed, upright
         assert_like_cv2(got, cv2_crops(f, m, (ow, oh), border=border))
     np.testing.assert_array_equal(got, crop.warp_crops_numpy(f, m, (ow, oh), layout="nhwc", rounding=rounding,
                                                              border_value=border))
+
+
+@native
+@pytest.mark.parametrize("to_rgb", [False, True])
+def test_whole_pixel_shifts(frames, to_rgb):
+    """Scale-1 letterboxes and integer shifts (the rows that are plain copies of frame pixels),
+    with sub-pixel neighbours, on packed and strided frames, both layouts."""
+    frame = frames[0][:200, :300]
+    h, w = frame.shape[:2]
+    shifts = [(0, 50), (-7, 3), (12, -9), (w + 5, 0), (-w - 5, 0), (0, -h - 2), (0.5, 20), (3, 0.25), (-1, -1)]
+    for view in (np.ascontiguousarray(frame), frame[:, ::-1], np.asfortranarray(frame)):
+        for tx, ty in shifts:
+            m = np.array([[[1.0, 0, tx], [0, 1.0, ty]]])
+            for size in [(300, 300), (31, 17)]:
+                got = edgepose.warp_crops(view, m, size, to_rgb=to_rgb, layout="nhwc", border_value=(3, 114, 250))
+                ref = cv2_crops(view, m, size, to_rgb, border=(3, 114, 250))
+                if CV_ROUNDING == "fixed":
+                    np.testing.assert_array_equal(got, ref)
+                np.testing.assert_array_equal(got, crop.warp_crops_numpy(view, m, size, to_rgb, layout="nhwc",
+                                                                         border_value=(3, 114, 250)))
+                f32 = edgepose.warp_crops(view, m, size, to_rgb=to_rgb, mean=0, std=255, border_value=(3, 114, 250))
+                np.testing.assert_array_equal(f32, (got.astype(np.float32) / np.float32(255)).transpose(0, 3, 1, 2))
