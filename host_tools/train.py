@@ -69,6 +69,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def epoch_seed(seed: int, rank: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle and augmentation: a function of (seed, rank, epoch) only,
+    so a run resumed at epoch e (after a crash or SIGKILL) repeats the uninterrupted run."""
+    return (int(seed) * 1_000_003 + rank * 10_007 + epoch) % 2 ** 31
+
+
 def _worker_init(worker_id: int) -> None:
     # Distinct, reproducible numpy/random streams per worker (torch seeds each worker already).
     s = torch.initial_seed() % 2 ** 32
@@ -167,7 +173,8 @@ def train(cfg: Config, out_dir: Path, validate_each_epoch: bool = True, progress
         loader = DataLoader(train_set, batch_size=cfg.TRAIN.BATCH_SIZE, shuffle=(sampler is None and cfg.TRAIN.SHUFFLE),
                             sampler=sampler, num_workers=cfg.WORKERS, pin_memory=device.type == "cuda",
                             drop_last=False, worker_init_fn=_worker_init, generator=g,
-                            persistent_workers=cfg.WORKERS > 0)
+                            # fresh workers each epoch, seeded from epoch_seed: resumable exactly
+                            persistent_workers=False)
         if main_proc:
             print(f"=> {describe(plain_model(model))}, {len(train_set)} training boxes, {world} process(es) on {device}; "
                   f"writing {out_dir}", file=sys.stderr)
@@ -176,6 +183,8 @@ def train(cfg: Config, out_dir: Path, validate_each_epoch: bool = True, progress
         for epoch in range(begin, cfg.TRAIN.END_EPOCH):
             if sampler is not None:
                 sampler.set_epoch(epoch)
+            seed_everything(epoch_seed(cfg.TRAIN.SEED, rank, epoch))
+            g.manual_seed(epoch_seed(cfg.TRAIN.SEED, rank, epoch))
             lr = optimizer.param_groups[0]["lr"]
             stats = train_one_epoch(model, loader, criterion, optimizer, device, epoch, cfg.TRAIN.MAX_ITERS,
                                     progress=progress and main_proc)
