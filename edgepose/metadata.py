@@ -6,7 +6,9 @@ device ever needs a hand-written config. Both carry the same JSON object.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -136,17 +138,52 @@ def sidecar_path(model_path: str | Path) -> Path:
     return p.with_name(p.name + SIDECAR_SUFFIX)
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_sidecar(model_path: str | Path, meta: ModelMeta) -> Path:
+    """Write ``model.rknn.json``; when the model file exists, its size and sha256 go into
+    ``build`` (``model_bytes``, ``model_sha256``) so that a sidecar beside another model is
+    caught by :func:`read_sidecar`. Written to a temporary file first, then renamed."""
     path = sidecar_path(model_path)
-    path.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+    model = Path(model_path)
+    if model.is_file():
+        meta.build = {**(meta.build or {}), "model_bytes": model.stat().st_size, "model_sha256": file_sha256(model)}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
     return path
 
 
-def read_sidecar(model_path: str | Path) -> ModelMeta:
+def read_sidecar(model_path: str | Path, check_model: bool = True) -> ModelMeta:
+    """The sidecar of ``model_path``; MetadataError (one line naming the file and the fix) when
+    it is missing, truncated or malformed, or (``check_model``) records another model file."""
     path = sidecar_path(model_path)
     if not path.is_file():
-        raise MetadataError(f"{path}: metadata sidecar missing; rebuild with host_tools build-rknn, which writes it")
-    return ModelMeta.from_json(path.read_text())
+        raise MetadataError(f"{path}: metadata sidecar missing; rebuild with host_tools build-rknn, which writes it "
+                            "beside the .rknn, and copy both to the board")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        meta = ModelMeta.from_json(text)
+    except MetadataError as exc:
+        why = "empty" if not text.strip() else ("truncated" if not text.rstrip().endswith("}") else "malformed")
+        raise MetadataError(f"{path}: metadata sidecar is {why} ({exc}); copy it again from the host, "
+                            "or rebuild with host_tools build-rknn") from None
+    want = (meta.build or {}).get("model_sha256")
+    model = Path(model_path)
+    if check_model and want and model.is_file():
+        size = (meta.build or {}).get("model_bytes")
+        if (size is not None and model.stat().st_size != size) or file_sha256(model) != want:
+            raise MetadataError(f"{path}: this sidecar belongs to another model (it records a {size}-byte file with "
+                                f"sha256 {want[:12]}..., {model.name} is {model.stat().st_size} bytes); copy the "
+                                ".rknn and its .rknn.json together from the same build")
+    return meta
 
 
 def read_onnx_metadata(model_path: str | Path) -> Optional[ModelMeta]:

@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from host_tools.calib import (MIN_IMAGES, RECOMMENDED_IMAGES, check_mean_std, validate_calibration_list,
                               write_resolved_list, IMAGE_EXTS)
 from host_tools.errors import UserError
+from edgepose.metadata import file_sha256  # ties a .rknn to the ONNX it was built from
 
 TOOLKIT2_TARGETS = ("rk3562", "rk3566", "rk3568", "rk3576", "rk3588", "rv1106", "rv1103")
 TOOLKIT1_TARGETS = ("rk1808", "rv1109", "rv1126")
@@ -247,15 +248,6 @@ def parse_hybrid(specs: List[str], onnx_path: str | Path) -> List[List[str]]:
     return spans
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file (ties a .rknn to the ONNX it was built from)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Stages:

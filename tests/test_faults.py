@@ -198,3 +198,56 @@ def test_truncated_jpeg_is_processed_with_one_warning(model, tmp_path):
     res = subprocess.run([sys.executable, "-m", "edgepose", "run", "--image", str(good), "--model", str(model),
                           "--quiet"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and not res.stderr.strip(), res.stderr
+
+
+# ----------------------------------------------------------------------------- .rknn sidecars
+
+@pytest.fixture
+def two_rknn(model, tmp_path):
+    from _models import rknn_from_onnx
+
+    a, b = tmp_path / "a.rknn", tmp_path / "b.rknn"
+    rknn_from_onnx(model, a)
+    rknn_from_onnx(model, b)
+    b.write_bytes(b.read_bytes() + b"\n(a different build)")  # another model file
+    from edgepose.metadata import write_sidecar, read_sidecar
+
+    write_sidecar(b, read_sidecar(a))
+    return a, b
+
+
+def _one_line_error(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("edgepose: error: "), err
+    return err[0]
+
+
+def _one_line_backend_error(path) -> str:
+    from edgepose.backends.rknnlite import RknnLiteBackend
+    from edgepose.metadata import MetadataError
+
+    with pytest.raises(MetadataError) as e:  # the board's loader reads the sidecar before the NPU runtime
+        RknnLiteBackend(rknnlite_cls=object).load(path)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("command", ["info", "backend"])
+def test_rknn_sidecar_missing_truncated_or_from_another_model(two_rknn, command, capsys):
+    a, b = two_rknn
+    check = (lambda m: _one_line_error(["info", "--model", str(m)], capsys)) if command == "info" else _one_line_backend_error
+    side_a, side_b = Path(str(a) + ".json"), Path(str(b) + ".json")
+    # from another model: b's sidecar was copied from a's build
+    shutil.copy(side_a, side_b)
+    assert "belongs to another model" in check(b)
+    # truncated in transfer
+    side_b.write_text(side_a.read_text()[: len(side_a.read_text()) // 2])
+    assert "sidecar is truncated" in check(b)
+    side_b.write_text("")
+    assert "sidecar is empty" in check(b)
+    side_b.unlink()
+    assert "metadata sidecar missing" in check(b)
+    if command == "info":  # the matching pair still reads
+        capsys.readouterr()
+        assert main(["info", "--model", str(a)]) == 0
