@@ -131,3 +131,28 @@ def test_cli_exports_official_checkpoint_with_module_keys(small_net, tmp_path):
     assert "already exists" in r2.stderr and "--force" in r2.stderr
     assert "Traceback" not in r2.stderr and len(r2.stderr.strip().splitlines()) == 1
     assert os.path.getmtime(out) == mtime
+
+
+def test_large_outputs_are_compared_relative_to_their_magnitude(small_net, tmp_path):
+    from host_tools.export_onnx import REL_TOL, output_difference
+
+    ref = np.array([[1000.0, -2000.0], [3.0, 0.0]], np.float32)
+    assert output_difference(ref + np.float32(0.5), ref) == pytest.approx((0.5, 0.5 / 2000))
+    assert output_difference(ref, ref) == (0.0, 0.0)
+    cfg, net = small_net
+
+    class Loud(torch.nn.Module):  # the same network with outputs of order 1e4, as a trained ResNet-50's can be
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x) * 1e4
+
+    small, loud = {}, {}
+    export_model(net, model_meta(cfg), tmp_path / "a.onnx", report=small)
+    export_model(Loud().eval(), model_meta(cfg), tmp_path / "b.onnx", report=loud)
+    assert loud["max_output"] == pytest.approx(small["max_output"] * 1e4, rel=1e-3)
+    assert loud["abs_diff"] > small["abs_diff"]  # absolute error grows with the outputs ...
+    assert loud["rel_diff"] < REL_TOL and small["rel_diff"] < REL_TOL  # ... the relative one stays tiny
+    assert loud["rel_diff"] == pytest.approx(loud["abs_diff"] / loud["max_output"])
