@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 hyp = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import edgepose  # noqa: E402
@@ -78,8 +78,10 @@ def _well_formed_or_value_error(fn, check):
         out = fn()
     except ValueError as exc:
         assert str(exc) and "\n" not in str(exc).strip(), repr(exc)
+        event(f"ValueError: {str(exc).split(':')[0]}")  # --hypothesis-show-statistics lists them
         return None
     check(out)
+    event("returned a result")
     return out
 
 
@@ -88,8 +90,8 @@ def _well_formed_or_value_error(fn, check):
 @st.composite
 def warp_case(draw):
     h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
-    ch = draw(st.sampled_from([3, 3, 3, 1, 4]))
-    dtype = draw(st.sampled_from([np.uint8] * 6 + [np.float32, np.int16]))
+    ch = draw(st.sampled_from([3] * 12 + [1, 4]))
+    dtype = draw(st.sampled_from([np.uint8] * 14 + [np.float32, np.int16]))
     frame = _strided(draw, _array(draw, (h, w, ch), dtype, False))
     if draw(st.booleans()) and frame.shape[0] > 1:
         frame = frame[:, ::-1] if draw(st.booleans()) else frame[::2]
@@ -100,15 +102,15 @@ def warp_case(draw):
     if n and draw(st.booleans()):
         m[draw(st.integers(0, n - 1)), draw(st.integers(0, 1)), draw(st.integers(0, 2))] = draw(values)
     m = m.astype(draw(st.sampled_from([np.float64, np.float32])))
-    out_size = (draw(st.sampled_from([1, 2, 7, 48, 0, -3])), draw(st.sampled_from([1, 3, 64, 0])))
-    layout = draw(st.sampled_from(["nchw", "nhwc", "NCHW"]))
+    out_size = (draw(st.sampled_from([1, 2, 7, 48] * 4 + [0, -3])), draw(st.sampled_from([1, 3, 64] * 5 + [0])))
+    layout = draw(st.sampled_from(["nchw", "nhwc"] * 8 + ["NCHW"]))
     mean = std = None
     if layout == "nchw" and draw(st.booleans()):
         mean = [draw(values) for _ in range(draw(st.sampled_from([3, 1, 2])))]
         std = [draw(values) for _ in range(len(mean))]
-    border = draw(st.sampled_from([0, 114, 255, (1, 2, 3), -1, 256, 1.5, (1, 2)]))
+    border = draw(st.sampled_from([0, 114, 255, (1, 2, 3)] * 4 + [-1, 256, 1.5, (1, 2)]))
     return dict(frame=frame, matrices=m, out_size=out_size, to_rgb=draw(st.booleans()), mean=mean, std=std,
-                layout=layout, rounding=draw(st.sampled_from(["fixed", "float", "round"])), border_value=border)
+                layout=layout, rounding=draw(st.sampled_from(["fixed", "float"] * 8 + ["round"])), border_value=border)
 
 
 @FUZZ
@@ -131,9 +133,9 @@ def test_fuzz_warp_crops(case):
 def decode_case(draw):
     n, k = draw(st.integers(0, 3)), draw(st.integers(1, 6))
     h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
-    dtype = draw(st.sampled_from([np.float32] * 4 + [np.int8, np.uint8, np.float64, np.float16, np.int32]))
-    shape = draw(st.sampled_from([(n, k, h, w)] * 6 + [(k, h, w), (n, k, h, w, 1)]))
-    hm = _strided(draw, _array(draw, shape, dtype, draw(st.booleans())))
+    dtype = draw(st.sampled_from([np.float32] * 6 + [np.int8, np.int8, np.uint8, np.uint8, np.float64, np.float16, np.int32]))
+    shape = draw(st.sampled_from([(n, k, h, w)] * 10 + [(k, h, w), (n, k, h, w, 1)]))
+    hm = _strided(draw, _array(draw, shape, dtype, draw(st.integers(0, 3)) == 0))
     kw = {}
     if draw(st.booleans()):
         inv = np.tile(np.array([[4.0, 0, 1], [0, 4.0, 2]]), (draw(st.sampled_from([n, n, n + 1])), 1, 1))
@@ -141,15 +143,17 @@ def decode_case(draw):
             inv[0, draw(st.integers(0, 1)), draw(st.integers(0, 2))] = draw(values)
         kw["inv_matrices"] = inv
     if np.dtype(dtype).kind in "iu" or draw(st.integers(0, 9)) == 0:
-        kw["scale"] = draw(st.sampled_from([0.01, 1.0, 1e-30, 1e30, 0.0, -1.0, float("nan"), float("inf")]))
-        kw["zero_point"] = draw(st.sampled_from([0, -128, 127, 255, 300, -1]))
+        kw["scale"] = draw(st.sampled_from([0.01, 0.01, 0.01, 1.0, 1e-30, 1e30, 0.0, -1.0, float("nan"), float("inf")]))
+        zp = [0, 0, 0, 127, -128] if np.dtype(dtype).kind == "i" else [0, 0, 0, 128, 255]
+        kw["zero_point"] = draw(st.sampled_from(zp + [300, -1]))
     if draw(st.booleans()):
         kw["flipped"] = _strided(draw, _array(draw, hm.shape, dtype, draw(st.booleans())))
-        pairs = [(draw(st.integers(-1, k)), draw(st.integers(-1, k))) for _ in range(draw(st.integers(0, 3)))]
+        hi = k if draw(st.integers(0, 4)) == 0 else k - 1
+        pairs = [(draw(st.integers(0, hi)), draw(st.integers(0, hi))) for _ in range(draw(st.integers(0, 3)))]
         kw["flip_pairs"] = pairs
         kw["shift"] = draw(st.booleans())
-    kw["refine"] = draw(st.sampled_from(["quarter", "dark", "none", "udp"]))
-    kw["dark_kernel"] = draw(st.sampled_from([3, 5, 11, 4, 1, 99]))
+    kw["refine"] = draw(st.sampled_from(["quarter", "quarter", "dark", "dark", "none", "udp"]))
+    kw["dark_kernel"] = draw(st.sampled_from([3, 5, 11, 3, 5, 11, 4, 1, 99]))
     return hm, kw
 
 
@@ -172,15 +176,17 @@ def test_fuzz_decode(case):
 @st.composite
 def nms_case(draw):
     n, k = draw(st.integers(0, 12)), draw(st.sampled_from([17, 17, 1, 5, 16]))
-    dtype = draw(st.sampled_from([np.float32, np.float64, np.float64, np.int64, np.float16]))
-    kp = _strided(draw, _array(draw, (n, k, draw(st.sampled_from([3, 3, 3, 2]))), dtype, draw(st.booleans())))
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.float64, np.float64, np.int64, np.float16]))
+    kp = _strided(draw, _array(draw, (n, k, draw(st.sampled_from([3, 3, 3, 3, 3, 2]))), dtype, draw(st.integers(0, 2)) == 0))
     if n and draw(st.booleans()):  # duplicates: the NMS's reason to exist
         kp = np.concatenate([kp, kp[:1].repeat(3, 0)])
     m = len(kp)
-    scores = _array(draw, (draw(st.sampled_from([m, m, m, m + 1])),), np.float64, draw(st.booleans()))
-    areas = np.abs(_array(draw, (m,), np.float64, draw(st.booleans()))) * draw(st.sampled_from([1.0, 1e4, 0.0, -1.0]))
-    sigmas = None if draw(st.booleans()) else _array(draw, (draw(st.sampled_from([k, k, k + 1])),), np.float64,
-                                                     draw(st.booleans()))
+    scores = _array(draw, (draw(st.sampled_from([m, m, m, m, m, m + 1])),), np.float64, draw(st.integers(0, 3)) == 0)
+    areas = np.abs(_array(draw, (m,), np.float64, draw(st.integers(0, 3)) == 0)) * \
+        draw(st.sampled_from([1e4, 1e4, 1e4, 1.0, 1e-30, 0.0, -1.0]))
+    sigmas = None
+    if draw(st.integers(0, 2)) == 0 or k != 17:
+        sigmas = np.abs(_array(draw, (draw(st.sampled_from([k, k, k, k + 1])),), np.float64, draw(st.integers(0, 3)) == 0))
     return dict(keypoints=kp, scores=scores, areas=areas, thr=draw(values), sigmas=sigmas,
                 vis_thr=draw(st.sampled_from([None, 0.2, float("nan"), -1.0])))
 
@@ -225,3 +231,55 @@ def test_fuzz_box_nms(data):
         assert keep.ndim == 1 and len(set(keep.tolist())) == len(keep) and all(0 <= i < n for i in keep.tolist())
 
     _well_formed_or_value_error(lambda: yolo.nms_boxes(boxes, scores, iou, top_k), check)
+
+
+def _quant_for(draw, dtype):
+    if np.dtype(dtype).kind in "iu" or draw(st.integers(0, 5)) == 0:
+        return (draw(st.sampled_from([0.05, 1.0, 1e-30, 1e30, 0.0, -1.0, float("nan")])),
+                draw(st.sampled_from([0, -128, 127, 255, 300])))
+    return None
+
+
+@pytest.mark.skipif(yolo is None, reason="edgepose.yolo not in this checkout")
+@FUZZ
+@given(st.data())
+def test_fuzz_yolo_decode_dfl(data):
+    d = data.draw
+    levels = d(st.integers(1, 3))
+    nc, r = d(st.sampled_from([1, 2, 80])), d(st.sampled_from([16, 16, 1, 3]))
+    dtype = d(st.sampled_from([np.float32, np.float32, np.int8, np.uint8, np.float64]))
+    boxes, classes, strides, bq, cq = [], [], [], [], []
+    for i in range(levels):
+        h, w = d(st.integers(1, 6)), d(st.integers(1, 6))
+        boxes.append(_strided(d, _array(d, (1, 4 * r + d(st.sampled_from([0, 0, 0, 1])), h, w), dtype, d(st.booleans()))))
+        classes.append(_array(d, (1, nc, h + d(st.sampled_from([0, 0, 0, 1])), w), dtype, d(st.booleans())))
+        strides.append(d(st.sampled_from([8, 16, 32, 0, -8])))
+        bq.append(_quant_for(d, dtype))
+        cq.append(_quant_for(d, dtype))
+    any_q = any(q is not None for q in bq + cq)
+    thr, cid = d(values), d(st.sampled_from([0, 0, nc - 1, nc, -1]))
+
+    def check(out):
+        b, sc = out
+        assert b.dtype == np.float32 and sc.dtype == np.float32 and b.shape == (len(sc), 4)
+
+    _well_formed_or_value_error(lambda: yolo.decode_dfl(boxes, classes, strides, thr, cid, bq if any_q else None,
+                                                        cq if any_q else None), check)
+
+
+@pytest.mark.skipif(yolo is None, reason="edgepose.yolo not in this checkout")
+@FUZZ
+@given(st.data())
+def test_fuzz_yolo_decode_anchor_free(data):
+    d = data.draw
+    nc, a = d(st.sampled_from([1, 2, 80])), d(st.integers(0, 50))
+    dtype = d(st.sampled_from([np.float32, np.float32, np.int8, np.uint8, np.float64]))
+    shape = d(st.sampled_from([(1, 4 + nc, a), (4 + nc, a), (1, a, 4 + nc), (2, 4 + nc, a), (3,)]))
+    out = _strided(d, _array(d, shape, dtype, d(st.booleans())))
+    q, thr, cid = _quant_for(d, dtype), d(values), d(st.sampled_from([0, nc - 1, nc, -1]))
+
+    def check(res):
+        b, sc = res
+        assert b.dtype == np.float32 and sc.dtype == np.float32 and b.shape == (len(sc), 4)
+
+    _well_formed_or_value_error(lambda: yolo.decode_anchor_free(out, thr, cid, q), check)
