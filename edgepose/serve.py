@@ -257,7 +257,7 @@ class PreviewServer:
     """
 
     def __init__(self, address: str = ":8080", token: Optional[str] = None, quality: int = 80,
-                 client_timeout: float = 10.0, max_clients: int = 64) -> None:
+                 client_timeout: float = 10.0, max_clients: int = 128) -> None:
         self.host, port = parse_address(address)
         self.token = token or None
         self.hub = FrameHub(quality)
