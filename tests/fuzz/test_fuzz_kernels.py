@@ -22,6 +22,8 @@ from edgepose.crop import warp_crops  # noqa: E402
 from edgepose.decode import decode  # noqa: E402
 from edgepose.nms import oks_nms, soft_oks_nms  # noqa: E402
 
+# overflow/invalid warnings are the point of the inputs, not findings
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 EXAMPLES = int(os.environ.get("EDGEPOSE_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("EDGEPOSE_FUZZ_RANDOM"),
                 suppress_health_check=list(HealthCheck), database=None)
