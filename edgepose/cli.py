@@ -71,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", default="1", metavar="N|auto", help="estimators in flight, each with its own backend "
                    "(rknnlite: worker i on NPU core i %% cores); auto: the board's NPU core count, else 1 (default 1)")
     r.add_argument("--boxes", metavar="JSON", help="person boxes: [[x,y,w,h(,score)],...] or {\"frame\": [...]}")
-    r.add_argument("--detector", metavar="MODULE:NAME", help="detector plug-in: a callable frame -> (N,5) xywh+score "
-                   "(a class is instantiated without arguments)")
+    r.add_argument("--detector", metavar="FILE|hog|MODULE:NAME", help="person detector: a YOLO .onnx (Ultralytics "
+                   "YOLOv8/YOLO11, model zoo or YOLOX layout) or .rknn (docs/DETECT.md); 'hog' (OpenCV's people "
+                   "detector: no weights, CPU only, slow and weak); or a plug-in MODULE:NAME, a callable frame -> "
+                   "(N,5) xywh+score (a class is instantiated without arguments)")
     r.add_argument("--detect-every", type=int, default=1, metavar="N", help="run the detector every N frames and "
                    "propagate boxes from the last poses in between (default 1)")
     r.add_argument("--flip-test", action="store_true", help="also run mirrored crops and merge (slower, more accurate)")
@@ -178,11 +180,30 @@ def _check_output(path: Optional[str], flag: str, force: bool) -> Optional[Path]
     return p
 
 
-def load_detector(spec: str) -> Callable[[np.ndarray], np.ndarray]:
-    """``module:name`` -> the detector callable (classes are instantiated with no arguments)."""
+def load_detector(spec: str, args: Optional[argparse.Namespace] = None) -> Callable[[np.ndarray], np.ndarray]:
+    """``FILE.onnx`` / ``FILE.rknn`` (:class:`edgepose.detect.PersonDetector`, on ``args``'
+    --threads / --core-mask), ``hog`` (:class:`edgepose.detect.HogDetector`) or ``module:name``
+    (a plug-in; classes are instantiated with no arguments) -> the detector callable."""
+    if spec.lower() == "hog":
+        from .detect import HogDetector
+
+        return HogDetector()
+    if Path(spec).suffix.lower() in (".onnx", ".rknn"):
+        from .backends import BackendError
+        from .detect import PersonDetector
+
+        if not Path(spec).is_file():
+            raise UsageError(f"--detector {spec}: file not found")
+        opts: Dict[str, Any] = {}
+        if args is not None:
+            opts = {"core_mask": args.core_mask} if spec.lower().endswith(".rknn") else {"threads": args.threads}
+        try:
+            return PersonDetector(spec, **opts)
+        except (BackendError, ValueError) as exc:  # DetectorError / MetadataError are ValueErrors
+            raise UsageError(f"--detector {exc}" if str(exc).startswith(spec) else f"--detector {spec}: {exc}") from None
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
-        raise UsageError(f"--detector {spec!r}: expected MODULE:NAME, e.g. mydet:Detector")
+        raise UsageError(f"--detector {spec!r}: expected a .onnx/.rknn file, 'hog' or MODULE:NAME, e.g. mydet:Detector")
     try:
         obj = getattr(importlib.import_module(mod_name), attr)
     except (ImportError, AttributeError) as exc:
@@ -378,7 +399,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             boxes = load_boxes_json(args.boxes)
         except (FileNotFoundError, ValueError) as exc:
             raise UsageError(f"--boxes {exc}") from None
-    detector = load_detector(args.detector) if args.detector else None
+    detector = load_detector(args.detector, args) if args.detector else None
     parse_workers(getattr(args, "workers", "1"))  # a bad value fails before the camera opens
     source = FrameSource(args.camera, args.video, args.image, args.loop,
                          reconnect=getattr(args, "reconnect", 5))  # fail fast on a bad input
@@ -507,6 +528,11 @@ def info(args: argparse.Namespace) -> Dict[str, Any]:
 
     model = Path(args.model)
     is_rknn = model.suffix.lower() == ".rknn"
+    if model.is_file():
+        from .detect import is_detector_model, print_detector_info
+
+        if is_detector_model(model):
+            return print_detector_info(model, args.backend, args.core_mask)
 
     def sidecar(cause: Optional[UsageError]):
         # a board model's metadata is readable without (or despite) its NPU runtime

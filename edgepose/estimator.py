@@ -37,6 +37,8 @@ class Poses:
         person_scores: ``(N,)`` float32: box score x mean of joint scores above ``vis_thr``.
         track_ids: ``(N,)`` int64 identities from a :class:`~edgepose.tracking.PoseTracker`,
             -1 when untracked.
+        box_scores: ``(N,)`` float32 scores of the boxes (the detector's; 1 for user boxes
+            without a score or the whole frame).
     """
 
     keypoints: np.ndarray
@@ -44,11 +46,14 @@ class Poses:
     boxes: np.ndarray
     person_scores: np.ndarray
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    box_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def __post_init__(self) -> None:
         n = self.keypoints.shape[0]
         if self.track_ids.shape[0] != n:
             self.track_ids = np.full(n, -1, np.int64)
+        if self.box_scores.shape[0] != n:
+            self.box_scores = np.ones(n, np.float32)
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
@@ -61,16 +66,18 @@ class Poses:
     def select(self, idx: Union[np.ndarray, Sequence[int]]) -> "Poses":
         """The subset ``idx`` (indices or boolean mask), in that order."""
         i = np.asarray(idx)
-        return Poses(self.keypoints[i], self.scores[i], self.boxes[i], self.person_scores[i], self.track_ids[i])
+        return Poses(self.keypoints[i], self.scores[i], self.boxes[i], self.person_scores[i], self.track_ids[i],
+                     self.box_scores[i])
 
     def to_list(self, decimals: int = 2) -> List[Dict[str, Any]]:
-        """JSON-ready list, one dict per person: ``id``, ``box`` [x, y, w, h], ``score``,
-        ``keypoints`` [[x, y], ...] (frame pixels), ``scores`` [...]."""
+        """JSON-ready list, one dict per person: ``id``, ``box`` [x, y, w, h], ``box_score`` (the
+        detector's), ``score`` (person score), ``keypoints`` [[x, y], ...] (frame pixels), ``scores``."""
         out = []
         for i in range(len(self)):
             out.append({
                 "id": int(self.track_ids[i]),
                 "box": [round(float(v), decimals) for v in self.boxes[i]],
+                "box_score": round(float(self.box_scores[i]), 4),
                 "score": round(float(self.person_scores[i]), 4),
                 "keypoints": np.round(self.keypoints[i].astype(np.float64), decimals).tolist(),
                 "scores": np.round(self.scores[i].astype(np.float64), 4).tolist(),
@@ -216,7 +223,7 @@ class PoseEstimator:
                                  flip_pairs=self.flip_pairs if self.flip_test else None, refine=self.refine)
         t3 = time.perf_counter()
         pscores = rescore(b[:, 4], jscores, self.vis_thr).astype(np.float32)
-        poses = Poses(coords, jscores, b[:, :4].copy(), pscores)
+        poses = Poses(coords, jscores, b[:, :4].copy(), pscores, box_scores=b[:, 4].astype(np.float32))
         if nms and n > 1:
             kp = np.concatenate([coords, jscores[..., None]], axis=2)
             areas = scales[:, 0] * scales[:, 1] * PIXEL_STD ** 2

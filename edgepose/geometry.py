@@ -190,3 +190,68 @@ def crop_matrices(
     w, h = int(input_size[0]), int(input_size[1])
     c, s = box_to_center_scale(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), w / h, padding)
     return c, s, get_affine_transform(c, s, rot, (w, h)).reshape(-1, 2, 3)
+
+
+class Letterbox:
+    """Letterbox geometry of a detector input: the frame scaled with its aspect kept and
+    centred on an ``input_size`` canvas, the rest padded (grey 114 for YOLO models).
+
+    Follows the Ultralytics ``LetterBox`` numbers: ``r = min(in_w / w, in_h / h)``, the resized
+    image is ``(round(w * r), round(h * r))`` and the padding is split as ``round(d / 2 - 0.1)``
+    before and the rest after (``d`` the padding in pixels). The resize is
+    ``cv2.resize(INTER_LINEAR)``'s half-pixel-centre mapping, so each axis has its own zoom
+    ``new / old``; :meth:`matrix` expresses that as one affine for
+    :func:`edgepose.crop.warp_crops`. Residual difference to ``cv2.resize`` + ``copyMakeBorder``:
+    the interpolation weights are rounded to 1/32 px (resize: 1/2048), up to about 1 grey level
+    inside, and the outermost row/column of the image blends with the padding value where resize
+    replicates the edge (only when upscaling, where the first pixel centre lies outside the image).
+
+    Args:
+        frame_shape: ``(H, W, ...)`` of the frame.
+        input_size: detector input ``(in_w, in_h)`` pixels.
+        center: centre the image (Ultralytics); False puts it in the top-left corner (YOLOX).
+
+    Attributes:
+        scale: ``(sx, sy)`` input pixels per frame pixel; ``pad``: ``(left, top)`` in input pixels.
+    """
+
+    def __init__(self, frame_shape: Sequence[int], input_size: Sequence[int], center: bool = True) -> None:
+        h, w = int(frame_shape[0]), int(frame_shape[1])
+        in_w, in_h = int(input_size[0]), int(input_size[1])
+        if h <= 0 or w <= 0 or in_w <= 0 or in_h <= 0:
+            raise ValueError(f"letterbox: frame {w}x{h} and input {in_w}x{in_h} must be non-empty")
+        r = min(in_w / w, in_h / h)
+        new_w, new_h = max(int(round(w * r)), 1), max(int(round(h * r)), 1)
+        self.frame_size = (w, h)
+        self.input_size = (in_w, in_h)
+        self.resized = (new_w, new_h)
+        self.scale = (new_w / w, new_h / h)
+        self.pad = ((float(round((in_w - new_w) / 2 - 0.1)), float(round((in_h - new_h) / 2 - 0.1))) if center
+                    else (0.0, 0.0))
+
+    def matrix(self) -> np.ndarray:
+        """``(2, 3)`` frame -> input affine in pixel-centre coordinates (the warp's convention):
+        ``u = (x + 0.5) * sx - 0.5 + left``."""
+        sx, sy = self.scale
+        return np.array([[sx, 0.0, 0.5 * sx - 0.5 + self.pad[0]],
+                         [0.0, sy, 0.5 * sy - 0.5 + self.pad[1]]])
+
+    def boxes_to_frame(self, xyxy: np.ndarray) -> np.ndarray:
+        """Boxes ``(N, 4)`` x0, y0, x1, y1 in input pixels -> ``(N, 4)`` x, y, w, h in frame
+        pixels, clipped to the frame. Box edges are continuous coordinates (the image spans
+        ``[0, W]``), so the inverse is ``x = (u - left) / sx`` with no half-pixel term."""
+        b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+        sx, sy = self.scale
+        w, h = self.frame_size
+        x0 = np.clip((b[:, 0] - self.pad[0]) / sx, 0, w)
+        x1 = np.clip((b[:, 2] - self.pad[0]) / sx, 0, w)
+        y0 = np.clip((b[:, 1] - self.pad[1]) / sy, 0, h)
+        y1 = np.clip((b[:, 3] - self.pad[1]) / sy, 0, h)
+        return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
+
+    def boxes_to_input(self, xywh: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`boxes_to_frame` (no clipping): frame ``(N, 4)`` xywh -> input xyxy."""
+        b = np.asarray(xywh, np.float64).reshape(-1, 4)
+        sx, sy = self.scale
+        x0, y0 = b[:, 0] * sx + self.pad[0], b[:, 1] * sy + self.pad[1]
+        return np.stack([x0, y0, x0 + b[:, 2] * sx, y0 + b[:, 3] * sy], axis=1)

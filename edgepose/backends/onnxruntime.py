@@ -15,6 +15,22 @@ def _dim(d) -> Optional[int]:
     return d if isinstance(d, int) and d > 0 else None
 
 
+def make_session(path: Path, threads: int = 0, spin: bool = False):
+    """A CPU ``onnxruntime.InferenceSession`` for ``path`` (quiet log; ``threads`` 0 = its default;
+    ``spin`` see :class:`OnnxRuntimeBackend`); an unreadable model is one :class:`BackendError`."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads > 0:
+        opts.intra_op_num_threads = int(threads)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise BackendError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs an edgepose ONNX export (input ``(B, 3, H, W)``, output ``(B, K, Hh, Wh)``).
 
@@ -37,18 +53,8 @@ class OnnxRuntimeBackend(Backend):
         self.output_shape: List[Optional[int]] = []
 
     def load(self, path: str | Path) -> ModelMeta:
-        import onnxruntime as ort
-
         path = Path(path)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if self.threads > 0:
-            opts.intra_op_num_threads = self.threads
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
-        try:
-            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise BackendError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+        sess = make_session(path, self.threads, self.spin)
         props = dict(sess.get_modelmeta().custom_metadata_map)
         if "edgepose" not in props:
             raise MetadataError(f"{path}: no edgepose metadata in the ONNX file; export it with host_tools export-onnx")

@@ -88,6 +88,36 @@ def core_mask_value(cls: Any, core_mask: Union[str, int]) -> int:
     return int(getattr(cls, attr))
 
 
+def open_runtime(path: Path, cls: Any, core_mask: Union[str, int] = "auto") -> Any:
+    """``cls()`` -> ``load_rknn(path)`` -> ``init_runtime(core_mask=..)``; the loaded runtime, or one
+    :class:`BackendError` line naming the failed step (shared by the pose and detector adapters)."""
+    mask = core_mask_value(cls, core_mask)
+    noise: list = []
+    try:
+        with _captured_native_output(noise):  # the constructor prints its version banner
+            rt = cls()
+            ret = rt.load_rknn(str(path))
+    except Exception as exc:
+        raise BackendError(f"{path}: RKNNLite.load_rknn failed ({exc})") from None
+    if ret != 0:
+        raise BackendError(f"{path}: RKNNLite.load_rknn returned {ret}; is it an .rknn file built for this toolkit?"
+                           + (f" ({_why(noise)})" if _why(noise) else ""))
+    try:
+        with _captured_native_output(noise):
+            ret = rt.init_runtime(core_mask=mask)
+    except Exception as exc:
+        rt.release()
+        raise BackendError(f"{path}: RKNNLite.init_runtime failed ({exc}); run on the board with its NPU driver "
+                           "(on a PC use the .onnx model)") from None
+    if ret != 0:
+        rt.release()
+        why = _why(noise)
+        raise BackendError(f"{path}: RKNNLite.init_runtime returned {ret} (core_mask={core_mask})"
+                           + (f": {why}" if why else "")
+                           + "; is this a Rockchip board with the NPU driver loaded (dmesg | grep -i rknpu)?")
+    return rt
+
+
 class RknnLiteBackend(Backend):
     """Runs a ``.rknn`` model with its ``.rknn.json`` sidecar on the NPU.
 
@@ -114,31 +144,7 @@ class RknnLiteBackend(Backend):
                                 "(rebuild with host_tools build-rknn)")
         # An int8 model without output_scale in its sidecar is fine as long as the runtime
         # hands back float32 (RKNNLite's default); integer outputs without it fail in infer().
-        cls = self._cls or _import_rknnlite()
-        mask = core_mask_value(cls, self.core_mask)
-        noise: list = []
-        try:
-            with _captured_native_output(noise):  # the constructor prints its version banner
-                rt = cls()
-                ret = rt.load_rknn(str(path))
-        except Exception as exc:
-            raise BackendError(f"{path}: RKNNLite.load_rknn failed ({exc})") from None
-        if ret != 0:
-            raise BackendError(f"{path}: RKNNLite.load_rknn returned {ret}; is it an .rknn file built for this toolkit?"
-                               + (f" ({_why(noise)})" if _why(noise) else ""))
-        try:
-            with _captured_native_output(noise):
-                ret = rt.init_runtime(core_mask=mask)
-        except Exception as exc:
-            rt.release()
-            raise BackendError(f"{path}: RKNNLite.init_runtime failed ({exc}); run on the board with its NPU driver "
-                               "(on a PC use the .onnx model)") from None
-        if ret != 0:
-            rt.release()
-            why = _why(noise)
-            raise BackendError(f"{path}: RKNNLite.init_runtime returned {ret} (core_mask={self.core_mask})"
-                               + (f": {why}" if why else "")
-                               + "; is this a Rockchip board with the NPU driver loaded (dmesg | grep -i rknpu)?")
+        rt = open_runtime(path, self._cls or _import_rknnlite(), self.core_mask)
         self._rt = rt
         # lite2 >= 2.5 can hand back views of its staging buffers instead of new arrays;
         # the estimator copies chunk results before the next call, so that is safe here
