@@ -410,8 +410,11 @@ def build_rknn(onnx_path: str | Path, out_path: str | Path, opts: BuildOptions, 
     out = check_output(out_path, force)
     log = Path(log_path) if log_path is not None else out.with_name(out.name + ".log")
     work = Path(tempfile.mkdtemp(prefix="edgepose_rknn_"))
+    from host_tools.det_build import is_detector_onnx, prepare_detector
+
+    detector = is_detector_onnx(onnx_path)
     try:
-        meta, major, dataset = prepare(onnx_path, opts, work)
+        meta, major, dataset = (prepare_detector if detector else prepare)(onnx_path, opts, work)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -452,25 +455,31 @@ def build_rknn(onnx_path: str | Path, out_path: str | Path, opts: BuildOptions, 
                 _call(log, "build", rk.build, **bkw)
         with stages.stage(f"export_rknn {out}"):
             _call(log, "export_rknn", rk.export_rknn, str(out))
-        quant = (0.0, 0)
+        quants = [(0.0, 0)]
         if major == 2 and opts.quantize and DTYPES[opts.dtype][2] == "int8" and not opts.hybrid:
-            quant = output_quantization(rk, dataset, log)
+            quants = quant_params(rk, dataset, log)
         with stages.stage(f"sidecar {sidecar_path(out)}"):
-            d = meta.to_dict()
             out_dtype = output_dtype(opts, major)
             if opts.hybrid and any(span[1] in _graph_outputs(onnx_path) for span in opts.hybrid):
                 out_dtype = "float16"  # the float span reaches the output tensor
-            d.update(output_scale=quant[0], output_zero_point=quant[1])
-            d.update(layout="nhwc", quantized=out_dtype, target=opts.target,
-                     batch=int(opts.batch or meta.batch or 1))
             build = asdict(opts)
             build.update(calib=str(Path(opts.calib).resolve()) if opts.calib else None, onnx=str(Path(onnx_path).resolve()),
                          onnx_sha256=file_sha256(onnx_path),
                          toolkit=f"rknn-toolkit{'2' if major == 2 else ''} {toolkit_major()[1]}",
                          mean=kw["mean_values"][0], std=kw["std_values"][0], calib_count=n_cal)
-            d["build"] = build
-            d["mean"], d["std"] = kw["mean_values"][0], kw["std_values"][0]
-            new_meta = ModelMeta.from_dict(d)
+            if detector:
+                from host_tools.det_build import detector_sidecar_meta
+
+                new_meta = detector_sidecar_meta(meta, onnx_path, quants, out_dtype, opts, build,
+                                                 kw["mean_values"][0], kw["std_values"][0])
+            else:
+                d = meta.to_dict()
+                d.update(output_scale=quants[0][0], output_zero_point=quants[0][1])
+                d.update(layout="nhwc", quantized=out_dtype, target=opts.target,
+                         batch=int(opts.batch or meta.batch or 1))
+                d["build"] = build
+                d["mean"], d["std"] = kw["mean_values"][0], kw["std_values"][0]
+                new_meta = ModelMeta.from_dict(d)
             side = write_sidecar(out, new_meta)
         ok = True
         return BuildResult(out, side, new_meta, log, time.perf_counter() - t_start, rk if keep else None)
@@ -482,43 +491,59 @@ def build_rknn(onnx_path: str | Path, out_path: str | Path, opts: BuildOptions, 
 
 
 def output_quantization(rk, dataset: Path, log: Optional[Path]) -> Tuple[float, int]:
-    """``(scale, zero_point)`` of the int8 ``heatmaps`` output (real = (q - zp) * scale), for
-    runtimes that read the raw int8 output; ``(0.0, 0)`` when it cannot be established.
+    """``(scale, zero_point)`` of the int8 ``heatmaps`` output (the first of :func:`quant_params`)."""
+    return quant_params(rk, dataset, log)[0]
 
-    toolkit2 has no public call for it. Its quantizer keeps the output's calibrated range;
+
+def quant_params(rk, dataset: Path, log: Optional[Path]) -> List[Tuple[float, int]]:
+    """``(scale, zero_point)`` of every int8 output, in model order (real = (q - zp) * scale),
+    for runtimes that read the raw int8 outputs; ``(0.0, 0)`` where it cannot be established.
+
+    toolkit2 has no public call for it. Its quantizer keeps each output's calibrated range;
     asymmetric int8 then gives ``scale = (max - min) / 255`` and ``zp = round(-min / scale) - 128``
-    (range widened to include 0). The result is checked on the simulator: the dequantized
-    output of a calibration crop must sit on that integer grid, else nothing is recorded.
+    (range widened to include 0). Each is checked on the simulator: the dequantized output of the
+    first calibration sample must sit on that integer grid, else ``(0.0, 0)`` is recorded for it.
     """
     import numpy as np
 
     try:
         tab = rk.rknn_base.quantizer.quant_tab
         outs = list(rk.rknn_base.ir.outputs)
-        entry = tab[outs[0]]
-        lo, hi = min(float(entry["min"][0]), 0.0), max(float(entry["max"][0]), 0.0)
     except Exception:  # private structure of this toolkit version; absent elsewhere
-        return 0.0, 0
-    if not hi > lo:
-        return 0.0, 0
-    scale = (hi - lo) / 255.0
-    zp = int(round(-lo / scale)) - 128
+        return [(0.0, 0)]
+    cand: List[Tuple[float, int]] = []
+    for name in outs:
+        try:
+            entry = tab[name]
+            lo, hi = min(float(entry["min"][0]), 0.0), max(float(entry["max"][0]), 0.0)
+        except Exception:
+            lo = hi = 0.0
+        if not hi > lo:
+            cand.append((0.0, 0))
+            continue
+        scale = (hi - lo) / 255.0
+        cand.append((scale, int(round(-lo / scale)) - 128))
     try:
         first = dataset.read_text().split()[0]
         x = np.load(first) if first.endswith(".npy") else None
         if x is None:
-            return 0.0, 0
+            return [(0.0, 0)] * len(cand)
         with toolkit_log(log):
             if rk.init_runtime() != 0:
-                return 0.0, 0
-            y = rk.inference(inputs=[np.ascontiguousarray(x.reshape(-1, *x.shape[-3:]).transpose(0, 2, 3, 1))],
-                             data_format="nhwc")[0]
+                return [(0.0, 0)] * len(cand)
+            ys = rk.inference(inputs=[np.ascontiguousarray(x.reshape(-1, *x.shape[-3:]).transpose(0, 2, 3, 1))],
+                              data_format="nhwc")
     except Exception:
-        return 0.0, 0
-    q = y.astype(np.float64) / scale + zp
-    if np.abs(q - np.round(q)).max() > 1e-2 or q.min() < -128.5 or q.max() > 127.5:
-        return 0.0, 0
-    return float(scale), zp
+        return [(0.0, 0)] * len(cand)
+    checked = []
+    for (scale, zp), y in zip(cand, ys):
+        if not scale > 0:
+            checked.append((0.0, 0))
+            continue
+        q = np.asarray(y, np.float64) / scale + zp
+        ok = np.abs(q - np.round(q)).max() <= 1e-2 and q.min() >= -128.5 and q.max() <= 127.5
+        checked.append((float(scale), zp) if ok else (0.0, 0))
+    return checked or [(0.0, 0)]
 
 
 def _hybrid_build(rk, kw: Dict[str, Any], log: Path, stages: Stages, dataset: Path, opts: BuildOptions, work: Path):
@@ -601,7 +626,21 @@ def _handler(args: argparse.Namespace) -> int:
         raise UserError("--max-calib/--max-persons: must be at least 1")
     opts = options_from_args(args)
     made_calib: Optional[Path] = None
-    if args.calib is None and (args.calib_ann or args.calib_det):
+    from host_tools.det_build import is_detector_onnx
+
+    if args.calib is None and is_detector_onnx(args.model) and args.images:
+        from host_tools.det_build import load_detector, make_detector_calibration
+
+        check_target(opts.target, *toolkit_major())
+        out = check_output(args.output, args.force)
+        cal_dir = out.with_name(out.stem + "_calib")
+        existed = cal_dir.exists()
+        lst, n = make_detector_calibration(load_detector(args.model)[0], cal_dir, args.images, args.calib_ann,
+                                           args.max_calib, args.force)
+        made_calib = None if existed else cal_dir
+        print(f"build-rknn: calibration: {n} letterboxed images -> {lst}", file=sys.stderr)
+        opts.calib = str(lst)
+    elif args.calib is None and (args.calib_ann or args.calib_det):
         from host_tools.calib import make_calibration
 
         # what can be refused without the crops is refused before any crop is written
@@ -648,7 +687,8 @@ def register(subparsers) -> None:
     add_build_arguments(p)
     p.add_argument("--calib-ann", help="make the calibration crops from this COCO/MPII annotation file")
     p.add_argument("--calib-det", help="make the calibration crops from this detection json")
-    p.add_argument("--images", help="frames folder for --calib-ann/--calib-det/--verify data")
+    p.add_argument("--images", help="frames folder for --calib-ann/--calib-det/--verify data; for a detector ONNX "
+                                    "its images (letterboxed) are the calibration set")
     p.add_argument("--max-calib", type=int, default=200, help="at most this many calibration crops (default 200)")
     p.add_argument("--pre-compile", action="store_true", help="toolkit 1.x: pre-compile for the board")
     p.add_argument("--force", action="store_true", help="replace existing output files")

@@ -232,6 +232,34 @@ def plot_report(report: Dict[str, Any], path: str | Path) -> Path:
 
 # --------------------------------------------------------------------------- driver
 
+def rebuild_for_simulator(onnx_path: str | Path, test_model: Path, build: Dict[str, Any], log: Path):
+    """Rebuild ``test_model`` in-process from its sidecar's ``build`` options (the simulator only
+    runs a model built in the same process). Returns ``(live toolkit object, temp folder)``; the
+    caller releases the object and removes the folder."""
+    from host_tools.rknn_build import BuildOptions, build_rknn, file_sha256
+
+    b = dict(build)
+    if not b:
+        raise UserError(f"{test_model}: its sidecar has no build options; rebuild it with host_tools build-rknn")
+    known = BuildOptions.__dataclass_fields__
+    opts = BuildOptions(**{k: v for k, v in b.items() if k in known})
+    if opts.calib and not Path(opts.calib).is_file():
+        raise UserError(f"{test_model}: was calibrated with {opts.calib}, which is gone; rebuild, or restore the list")
+    want = b.get("onnx_sha256")
+    if want and want != file_sha256(onnx_path):
+        raise UserError(f"{test_model}: was built from another ONNX than {onnx_path} (sha256 differs); "
+                        f"pass the ONNX it was built from ({b.get('onnx', '?')})")
+    tmp = Path(tempfile.mkdtemp(prefix="edgepose_verify_"))
+    print(f"verify: rebuilding {test_model.name} in-process for the simulator (target {opts.target}); "
+          f"toolkit log {log}", file=sys.stderr)
+    try:
+        res = build_rknn(onnx_path, tmp / test_model.name, opts, keep=True, log_path=log)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return res.rknn, tmp
+
+
 def verify(onnx_path: str | Path, test_model: str | Path, ann=None, images=None, det=None, det_thr: float = 0.5,
            max_persons: int = 100, report_path: Optional[str | Path] = None, plot_path: Optional[str | Path] = None,
            accuracy_dir: Optional[str | Path] = None, rknn_obj=None, rknn_meta=None, force: bool = False,
@@ -252,7 +280,7 @@ def verify(onnx_path: str | Path, test_model: str | Path, ann=None, images=None,
         The report dict (also written as JSON).
     """
     from host_tools.calib import crop_samples, load_samples
-    from host_tools.rknn_build import file_sha256, load_onnx_meta
+    from host_tools.rknn_build import load_onnx_meta
 
     t0 = time.perf_counter()
     meta = load_onnx_meta(onnx_path)
@@ -289,34 +317,14 @@ def verify(onnx_path: str | Path, test_model: str | Path, ann=None, images=None,
         test_meta = rknn_meta
         if rk is None:
             from edgepose.metadata import MetadataError, read_sidecar
-            from host_tools.rknn_build import BuildOptions, build_rknn
 
             try:
                 test_meta = read_sidecar(test_model)
             except MetadataError as exc:
                 raise UserError(str(exc)) from None
-            b = dict(test_meta.build)
-            if not b:
-                raise UserError(f"{test_model}: its sidecar has no build options; rebuild it with host_tools build-rknn")
-            known = BuildOptions.__dataclass_fields__
-            opts = BuildOptions(**{k: v for k, v in b.items() if k in known})
-            if opts.calib and not Path(opts.calib).is_file():
-                raise UserError(f"{test_model}: was calibrated with {opts.calib}, which is gone; "
-                                "rebuild, or restore the list")
-            want = b.get("onnx_sha256")
-            if want and want != file_sha256(onnx_path):
-                raise UserError(f"{test_model}: was built from another ONNX than {onnx_path} (sha256 differs); "
-                                f"pass the ONNX it was built from ({b.get('onnx', '?')})")
-            tmp = Path(tempfile.mkdtemp(prefix="edgepose_verify_"))
             log = report_path.with_name(report_path.name + ".toolkit.log")
-            print(f"verify: rebuilding {test_model.name} in-process for the simulator (target {opts.target}); "
-                  f"toolkit log {log}", file=sys.stderr)
-            try:
-                res = build_rknn(onnx_path, tmp / test_model.name, opts, keep=True, log_path=log)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            rk = own = res.rknn
+            rk, tmp = rebuild_for_simulator(onnx_path, test_model, dict(test_meta.build), log)
+            own = rk
         try:
             if accuracy_dir is not None:
                 _accuracy_analysis(rk, crops, Path(accuracy_dir), log)
@@ -393,6 +401,18 @@ def verify_from_args(args: argparse.Namespace, rknn_obj=None, rknn_meta=None) ->
     """Shared by ``verify`` and ``build-rknn --verify``."""
     if args.max_persons < 1:
         raise UserError(f"--max-persons {args.max_persons}: must be at least 1")
+    from host_tools.det_build import is_detector_onnx
+
+    if is_detector_onnx(args.model):
+        from host_tools.det_build import detector_summary_line, verify_detector
+
+        test = getattr(args, "test_model", None) or args.output
+        rep = verify_detector(args.model, test, args.images, args.ann, args.max_persons, args.report, rknn_obj,
+                              force=getattr(args, "force", False),
+                              log=Path(args.output + ".log") if rknn_obj is not None else None)
+        print(detector_summary_line(rep))
+        print(f"verify: report {rep['report']}")
+        return 0
     if not (args.ann or args.det):
         raise UserError("verify: pass --ann ANNOTATIONS.json (or --det DETECTIONS.json) and --images DIR for the crops")
     test = getattr(args, "test_model", None) or args.output
@@ -410,7 +430,8 @@ def register(subparsers) -> None:
         "verify", help="compare the float ONNX with the INT8 .rknn (simulator) on real person crops",
         description="Run the float ONNX (onnxruntime) and the .rknn (rknn-toolkit2 simulator, rebuilt in-process "
                     "from the sidecar's build options) on the same crops; report heatmap cosine, keypoint error, "
-                    "OKS agreement and AP; write JSON + PNG.")
+                    "OKS agreement and AP; write JSON + PNG. For a person detector ONNX: the same letterboxed "
+                    "--images, reporting box recall / precision at IoU 0.5 and the mean IoU of matched boxes.")
     p.add_argument("model", help="float ONNX (reference)")
     p.add_argument("test_model", help=".rknn built by build-rknn (or a second .onnx)")
     add_verify_data_arguments(p)

@@ -18,7 +18,7 @@ import pytest
 from _models import CLIP, POSETRACK, ROOT, tiny_onnx
 from edgepose.cli import main
 
-PERSON_KEYS = {"id", "box", "score", "keypoints", "scores"}
+PERSON_KEYS = {"id", "box", "box_score", "score", "keypoints", "scores"}
 
 
 @pytest.fixture(scope="module")

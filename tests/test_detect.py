@@ -274,14 +274,17 @@ def test_rknnlite_adapter_float_and_int8(tmp_path):
 # --------------------------------------------------------------------------- HOG, CLI, info
 
 def test_hog_finds_people_on_a_multi_person_photo(pose_model, capsys):
-    frame, gt, _, _ = load_posetrack_frame("009473_mpii_test")
-    photo = POSETRACK / "images" / "val" / "009473_mpii_test" / "000000.jpg"
+    from host_tools.det_build import match_boxes
+
+    frame, gt, _, _ = load_posetrack_frame("012834_mpii_test")  # 11 annotated people
+    photo = POSETRACK / "images" / "val" / "012834_mpii_test" / "000000.jpg"
     persons = _run_jsonl(["run", "--image", str(photo), "--model", str(pose_model), "--detector", "hog",
                           "--jsonl", "-", "--quiet"], capsys)
     got = np.array([p["box"] for p in persons]).reshape(-1, 4)
-    iou = _xyxy_iou(np.c_[gt[:, :2], gt[:, :2] + gt[:, 2:]], np.c_[got[:, :2], got[:, :2] + got[:, 2:]])
-    assert (iou.max(1) >= 0.5).sum() >= 2  # both annotated people found
+    matched = match_boxes(np.c_[gt[:, :2], gt[:, :2] + gt[:, 2:]], np.c_[got[:, :2], got[:, :2] + got[:, 2:]])
+    assert len(matched) >= 3 and len(persons) <= 11  # weak but real: 3 of 11 found one-to-one (measured)
     assert all(0 < p["box_score"] < 1 for p in persons)
+    assert len({p["id"] for p in persons}) == len(persons)
     assert HogDetector()(np.full((240, 320, 3), 128, np.uint8)).shape == (0, 5)  # a blank frame: nobody
 
 

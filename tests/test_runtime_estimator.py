@@ -139,7 +139,7 @@ def test_no_boxes_gives_empty_poses(models, frame):
 def test_to_list_schema(models, frame):
     p = PoseEstimator(models["dynamic"])(frame, BOXES[:1])
     (d,) = p.to_list()
-    assert set(d) == {"id", "box", "score", "keypoints", "scores"}
+    assert set(d) == {"id", "box", "box_score", "score", "keypoints", "scores"}
     assert len(d["keypoints"]) == 17 and len(d["keypoints"][0]) == 2 and len(d["scores"]) == 17
 
 
