@@ -348,9 +348,11 @@ class PersonDetector:
             shapes = list(self.runner.output_shapes)
             if not shapes:  # RKNNLite: shapes from the sidecar, else from one probe inference
                 shapes = [tuple(o["shape"]) for o in meta.outputs if "shape" in o]
-            if not shapes or any(None in s for s in shapes) and self.runner.input_layout == "nhwc":
+            if not shapes or any(None in s for s in shapes):  # dynamic ONNX export, or no sidecar
                 w, h = meta.input_size
-                shapes = [a.shape for a in self.runner.run(np.zeros((1, h, w, 3), np.uint8))]
+                probe = (np.zeros((1, h, w, 3), np.uint8) if self.runner.input_layout == "nhwc"
+                         else np.zeros((1, 3, h, w), np.float32))
+                shapes = [a.shape for a in self.runner.run(probe)]
             self.layout = identify_head(shapes, meta.input_size, meta.head, meta.strides, str(self.model_path))
             given = set(override or {})
             for k, v in _HEAD_DEFAULTS[self.layout.head].items():

@@ -315,3 +315,41 @@ def test_info_describes_a_detector(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "person detector" in out and "target: rk3588" in out
     assert rc == (1 if not installed("rknnlite") else rc)
+
+
+def test_dynamic_axes_export_is_probed(tmp_path):
+    """An Ultralytics export with dynamic=True has symbolic input and output sizes: the layout
+    comes from one probe inference at the sidecar's (or the default 640x640) input size."""
+    import onnx
+
+    frame = cv2.imread(str(PHOTOS[1]))
+    boxes = _planted_boxes(frame, 2, seed=9)
+    p = _plant("ultralytics", tmp_path / "dyn.onnx", frame, boxes, np.array([0.9, 0.8]))
+    m = onnx.load(str(p))
+    for vi in list(m.graph.input) + list(m.graph.output):
+        for d in vi.type.tensor_type.shape.dim[2:]:
+            d.ClearField("dim_value")
+            d.dim_param = "n"
+    onnx.save(m, str(p))
+    with PersonDetector(p) as det:
+        assert det.meta.input_size == (640, 640) and det.layout.head == "ultralytics"
+        np.testing.assert_allclose(det(frame)[:, :4], boxes, atol=1e-3)
+
+
+def test_detect_every_propagates_between_detections(pose_model, tmp_path, capsys):
+    from _models import CLIP
+
+    cap = cv2.VideoCapture(str(CLIP))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    boxes = _planted_boxes(frame, 2, seed=11)
+    det = _plant("dfl9", tmp_path / "v.onnx", frame, boxes, np.array([0.9, 0.8]))
+    assert main(["run", "--video", str(CLIP), "--model", str(pose_model), "--detector", str(det), "--detect-every",
+                 "3", "--max-frames", "4", "--jsonl", "-", "--quiet"]) == 0
+    recs = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    assert len(recs) == 4
+    planted = lambda r: sorted(p["box_score"] for p in r["persons"] if p["box_score"] in (0.9, 0.8))  # noqa: E731
+    assert planted(recs[0]) == [0.8, 0.9] and planted(recs[3]) == [0.8, 0.9]  # detector frames 0 and 3
+    for r in recs[1:3]:  # in between: only boxes propagated from the last poses
+        assert r["persons"] and planted(r) == []
