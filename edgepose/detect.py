@@ -299,15 +299,18 @@ def decode_outputs(outputs: Sequence[np.ndarray], meta: DetectorMeta, layout: He
 # --------------------------------------------------------------------------- the detector
 
 def _meta_for(path: Path, runner, override: Optional[Dict[str, Any]]) -> DetectorMeta:
-    """Metadata from the sidecar (if any) over the defaults of the layout the shapes show."""
+    """The sidecar's keys (if any) with the input size from the model's input shape, when the
+    model states it (an ONNX with fixed sizes); a sidecar that contradicts it is refused."""
     d = dict(override or {})
     in_shape = tuple(runner.input_shape)
-    if "input_size" not in d and len(in_shape) == 4:
+    if len(in_shape) == 4:
         hh, ww = (in_shape[2], in_shape[3]) if runner.input_layout == "nchw" else (in_shape[1], in_shape[2])
         if isinstance(hh, int) and isinstance(ww, int):
+            if "input_size" in d and tuple(d["input_size"]) != (ww, hh):
+                raise DetectorError(f"{sidecar_path(path)}: input_size {list(d['input_size'])} but the model takes "
+                                    f"{ww}x{hh}; fix or drop the key")
             d["input_size"] = (ww, hh)
-    meta = DetectorMeta.from_dict(d, str(sidecar_path(path)) if override else str(path))
-    return meta
+    return DetectorMeta.from_dict(d, str(sidecar_path(path)) if override else str(path))
 
 
 class PersonDetector:
@@ -339,7 +342,7 @@ class PersonDetector:
 
         self.model_path = Path(model_path)
         if not 0 <= score_thr <= 1 or not 0 < iou_thr <= 1:
-            raise ValueError(f"score_thr {score_thr} / iou_thr {iou_thr}: expected 0 <= score_thr <= 1 < and 0 < iou_thr <= 1")
+            raise ValueError(f"score_thr {score_thr} / iou_thr {iou_thr}: expected 0 <= score_thr <= 1 and 0 < iou_thr <= 1")
         self.score_thr, self.iou_thr, self.top_k, self.min_size = float(score_thr), float(iou_thr), int(top_k), float(min_size)
         override = read_detector_sidecar(self.model_path)
         self.runner = open_outputs(self.model_path, backend, **backend_options)

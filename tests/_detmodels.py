@@ -26,8 +26,12 @@ def ultralytics_letterbox(frame_wh: Sequence[int], input_wh: Sequence[int] = (64
     return nw / w, nh / h, float(round((input_wh[0] - nw) / 2 - 0.1)), float(round((input_wh[1] - nh) / 2 - 0.1))
 
 
-def to_input_xyxy(boxes_xywh: np.ndarray, frame_wh: Sequence[int], input_wh: Sequence[int] = (640, 640)) -> np.ndarray:
+def to_input_xyxy(boxes_xywh: np.ndarray, frame_wh: Sequence[int], input_wh: Sequence[int] = (640, 640),
+                  topleft: bool = False) -> np.ndarray:
+    """Frame xywh -> letterboxed input xyxy (``topleft``: YOLOX's placement, no leading padding)."""
     sx, sy, left, top = ultralytics_letterbox(frame_wh, input_wh)
+    if topleft:
+        left = top = 0.0
     b = np.asarray(boxes_xywh, np.float64).reshape(-1, 4)
     x0, y0 = b[:, 0] * sx + left, b[:, 1] * sy + top
     return np.stack([x0, y0, x0 + b[:, 2] * sx, y0 + b[:, 3] * sy], 1)
@@ -114,6 +118,25 @@ def planted_dfl(path: Path, xyxy: np.ndarray, scores: Sequence[float], nc: int =
         if with_sum:
             outs.append((f"sum{s}", np.clip(cls[li].sum(1, keepdims=True), 0, 1)))
     return _const_model(path, outs, input_wh)
+
+
+def planted_yolox(path: Path, xyxy: np.ndarray, scores: Sequence[float], nc: int = 80,
+                  input_wh: Sequence[int] = (640, 640)) -> Path:
+    """Raw YOLOX head ``(1, A, 5 + nc)``: per anchor grid offsets, log sizes in cells,
+    objectness, class probabilities; each box at the stride-8 cell holding its centre."""
+    from edgepose.detect import num_anchors
+
+    w, h = input_wh
+    out = np.zeros((1, num_anchors(input_wh), 5 + nc), np.float32)
+    out[0, :, 2:4] = -3.0  # tiny boxes elsewhere (score 0 anyway)
+    for b, sc in zip(np.asarray(xyxy, np.float64).reshape(-1, 4), scores):
+        s = 8
+        cx, cy, bw, bh = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2, b[2] - b[0], b[3] - b[1]
+        gx, gy = int(cx // s), int(cy // s)
+        i = gy * (w // s) + gx
+        out[0, i, :5] = [cx / s - gx, cy / s - gy, np.log(bw / s), np.log(bh / s), 1.0]
+        out[0, i, 5] = sc
+    return _const_model(path, [("output", out)], input_wh)
 
 
 def random_heads(kind: str, nc: int = 80, input_wh: Sequence[int] = (320, 320), seed: int = 0):

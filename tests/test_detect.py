@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from _detmodels import export_random, planted_dfl, planted_ultralytics, to_input_xyxy, ultralytics_letterbox
+from _detmodels import (export_random, planted_dfl, planted_ultralytics, planted_yolox, to_input_xyxy,
+                        ultralytics_letterbox)
 from _models import DATA, POSETRACK, load_posetrack_frame, tiny_onnx
 from edgepose.cli import main
 from edgepose.crop import warp_crops
@@ -123,7 +124,9 @@ def pose_model(tmp_path_factory) -> Path:
 
 
 def _plant(kind: str, path: Path, frame: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> Path:
-    xyxy = to_input_xyxy(boxes, (frame.shape[1], frame.shape[0]))
+    xyxy = to_input_xyxy(boxes, (frame.shape[1], frame.shape[0]), topleft=kind == "yolox")
+    if kind == "yolox":
+        return planted_yolox(path, xyxy, scores)
     if kind == "ultralytics":
         return planted_ultralytics(path, xyxy, scores)
     return planted_dfl(path, xyxy, scores, with_sum=kind == "dfl9")
@@ -136,7 +139,7 @@ def _run_jsonl(args, capsys):
     return lines[0]["persons"]
 
 
-@pytest.mark.parametrize("kind", ["ultralytics", "dfl9", "dfl6"])
+@pytest.mark.parametrize("kind", ["ultralytics", "dfl9", "dfl6", "yolox"])
 @pytest.mark.parametrize("photo", PHOTOS, ids=lambda p: p.name)
 def test_planted_detector_through_run(kind, photo, pose_model, tmp_path, capsys):
     frame = cv2.imread(str(photo))
@@ -147,9 +150,9 @@ def test_planted_detector_through_run(kind, photo, pose_model, tmp_path, capsys)
                           "--jsonl", "-", "--quiet", "--no-track"], capsys)
     got = np.array([p["box"] for p in persons])
     got_scores = np.array([p["box_score"] for p in persons])
-    assert len(persons) == 4  # the decoy of another class is not a person; no box lost
+    assert len(persons) == 4  # no box lost (the Ultralytics model's decoy of another class is no person)
     order = np.argsort(-got_scores)
-    np.testing.assert_allclose(got[order], boxes, atol=0.02)  # JSON rounds to 0.01 px
+    np.testing.assert_allclose(got[order], boxes, atol=0.02 if kind != "yolox" else 0.05)  # JSON: 0.01 px
     np.testing.assert_allclose(got_scores[order], scores, atol=1e-4)
     for p in persons:  # person score = box score x mean joint score above vis_thr (reference rescoring)
         js = np.array(p["scores"])
@@ -295,7 +298,7 @@ def test_detector_errors_are_one_line(pose_model, tmp_path, capsys):
     assert "file not found" in capsys.readouterr().err
     assert main(base + ["--detector", str(pose_model)]) == 2  # a pose model is no detector
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "match no detector layout" in err and "(None, 17, 64, 48)" in err
+    assert len(err.splitlines()) == 1 and "match no detector layout" in err and "17, 64, 48)" in err
     assert main(base + ["--detector", "nonsense"]) == 2
     assert "MODULE:NAME" in capsys.readouterr().err
 
