@@ -628,8 +628,12 @@ def _handler(args: argparse.Namespace) -> int:
     made_calib: Optional[Path] = None
     from host_tools.det_build import is_detector_onnx
 
-    if args.calib is None and is_detector_onnx(args.model) and args.images:
+    if args.calib is None and is_detector_onnx(args.model) and (args.images or args.calib_ann or args.calib_det):
         from host_tools.det_build import load_detector, make_detector_calibration
+
+        if not args.images or args.calib_det:
+            raise UserError("a detector calibrates on whole images: pass --images DIR (optionally --calib-ann "
+                            "to pick its images) or --calib LIST; --calib-det is for pose models")
 
         check_target(opts.target, *toolkit_major())
         out = check_output(args.output, args.force)
