@@ -11,9 +11,13 @@ import sys
 from setuptools import setup
 
 try:
-    from pybind11.setup_helpers import Pybind11Extension, build_ext
+    from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 except ImportError:  # pragma: no cover - pybind11 is a build requirement
     sys.exit("pybind11 is needed to build edgepose: pip install pybind11")
+
+# compile the csrc/ files in parallel (one per core, or EDGEPOSE_BUILD_JOBS): the board's
+# build under qemu (firmware/build_bundle.sh) spends most of its time in g++
+ParallelCompile("EDGEPOSE_BUILD_JOBS", default=0).install()
 
 required = os.environ.get("EDGEPOSE_REQUIRE_NATIVE", "0") == "1"
 # -ffp-contract=off: aarch64 GCC fuses a*b+c by default, which would change results vs x86

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install edgepose on a Rockchip aarch64 board: ./firmware/install_board.sh MODEL.rknn
+# Install edgepose on a Rockchip aarch64 board from a checkout, compiling on the board and using its
+# network: ./firmware/install_board.sh MODEL.rknn  (the offline route is firmware/build_bundle.sh)
 set -euo pipefail
 model=${1:-}
 if [[ -z "$model" || ! -f "$model" ]]; then
@@ -27,11 +28,18 @@ if [[ -e /opt/edgepose/models/$name ]]; then
   exit 2
 fi
 install -m 0644 "$model" "$model.json" /opt/edgepose/models/
-if [[ -f /etc/default/edgepose ]]; then
+# the service runs as its own system user (see edgepose.service); settings in /etc/edgepose
+for g in video render; do getent group "$g" >/dev/null || groupadd --system "$g"; done
+id edgepose >/dev/null 2>&1 || useradd --system --user-group --home-dir /var/lib/edgepose --no-create-home \
+  --shell /usr/sbin/nologin edgepose
+usermod -a -G video,render edgepose
+install -d -m 0755 /etc/edgepose
+if [[ -f /etc/edgepose/edgepose.env ]]; then
   # the user's settings stay as they are
-  echo "install_board.sh: keeping /etc/default/edgepose; set EDGEPOSE_MODEL=/opt/edgepose/models/$name there to use the new model"
+  echo "install_board.sh: keeping /etc/edgepose/edgepose.env; set EDGEPOSE_MODEL=/opt/edgepose/models/$name there to use the new model"
 else
-  sed "s#^EDGEPOSE_MODEL=.*#EDGEPOSE_MODEL=/opt/edgepose/models/$name#" "$repo/firmware/edgepose.env" > /etc/default/edgepose
+  sed "s#^EDGEPOSE_MODEL=.*#EDGEPOSE_MODEL=/opt/edgepose/models/$name#" "$repo/firmware/edgepose.env" > /etc/edgepose/edgepose.env
+  chgrp edgepose /etc/edgepose/edgepose.env && chmod 0640 /etc/edgepose/edgepose.env
 fi
 install -m 0644 "$repo/firmware/edgepose.service" /etc/systemd/system/edgepose.service
 systemctl daemon-reload

@@ -21,6 +21,7 @@ COMMAND_MODULES: List[str] = [
     "host_tools.calib",
     "host_tools.verify",
     "host_tools.inspect_weights",
+    "host_tools.npu_run",
 ]
 
 

@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -260,6 +261,48 @@ def rebuild_for_simulator(onnx_path: str | Path, test_model: Path, build: Dict[s
     return res.rknn, tmp
 
 
+@dataclass
+class PersonCrops:
+    """The persons both models run on: crops ``(N, h, w, 3)`` uint8 in the model's colour
+    order, their centers/scales (frame px, 200-px units) and areas (frame px^2)."""
+
+    sample_set: Any
+    samples: List[Any]
+    crops: np.ndarray
+    centers: np.ndarray
+    scales: np.ndarray
+    areas: np.ndarray
+
+
+def person_crops(meta, ann=None, images=None, det=None, det_thr: float = 0.5, max_persons: int = 100,
+                 prog: str = "verify") -> PersonCrops:
+    """Load the persons (annotations or detections), keep at most ``max_persons`` spread over
+    the file, and cut their crops as the device does."""
+    from host_tools.calib import crop_samples, load_samples
+
+    s = load_samples(ann, images, det, det_thr)
+    samples = s.samples
+    if len(samples) > max_persons:
+        idx = np.linspace(0, len(samples) - 1, max_persons).round().astype(int)
+        samples = [samples[i] for i in idx]
+    print(f"{prog}: {len(samples)} person crops from {ann or det}", file=sys.stderr)
+    crops, centers, scales = crop_samples(samples, meta.input_size, meta.color)
+    areas = np.array([p.area or p.box[2] * p.box[3] for p in samples])
+    return PersonCrops(s, samples, crops, centers, scales, areas)
+
+
+def agreement(ref: np.ndarray, test: np.ndarray, pc: PersonCrops, meta) -> Dict[str, Any]:
+    """:func:`compare` of the two models' heatmaps on ``pc``, plus both keypoint APs when the
+    persons come with COCO annotations (or detections on an annotated set)."""
+    cmp = compare(ref, test, pc.centers, pc.scales, pc.areas, meta)
+    preds = cmp.pop("_preds")
+    s = pc.sample_set
+    if s.ann_path is not None and s.kind in ("coco", "det"):
+        cmp["ap"] = {"reference": coco_ap(s.ann_path, pc.samples, *preds["ref"]),
+                     "test": coco_ap(s.ann_path, pc.samples, *preds["test"])}
+    return cmp
+
+
 def verify(onnx_path: str | Path, test_model: str | Path, ann=None, images=None, det=None, det_thr: float = 0.5,
            max_persons: int = 100, report_path: Optional[str | Path] = None, plot_path: Optional[str | Path] = None,
            accuracy_dir: Optional[str | Path] = None, rknn_obj=None, rknn_meta=None, force: bool = False,
@@ -279,7 +322,6 @@ def verify(onnx_path: str | Path, test_model: str | Path, ann=None, images=None,
     Returns:
         The report dict (also written as JSON).
     """
-    from host_tools.calib import crop_samples, load_samples
     from host_tools.rknn_build import load_onnx_meta
 
     t0 = time.perf_counter()
@@ -296,14 +338,8 @@ def verify(onnx_path: str | Path, test_model: str | Path, ann=None, images=None,
     if rknn_obj is None and not test_model.is_file():
         raise UserError(f"{test_model}: not found; build it with host_tools build-rknn")
 
-    s = load_samples(ann, images, det, det_thr)
-    samples = s.samples
-    if len(samples) > max_persons:
-        idx = np.linspace(0, len(samples) - 1, max_persons).round().astype(int)
-        samples = [samples[i] for i in idx]
-    print(f"verify: {len(samples)} person crops from {ann or det}", file=sys.stderr)
-    crops, centers, scales = crop_samples(samples, meta.input_size, meta.color)
-    areas = np.array([p.area or p.box[2] * p.box[3] for p in samples])
+    pc = person_crops(meta, ann, images, det, det_thr, max_persons)
+    crops = pc.crops
 
     print(f"verify: float model {onnx_path} (onnxruntime)", file=sys.stderr)
     ref = onnx_runner(onnx_path)(crops)
@@ -338,17 +374,12 @@ def verify(onnx_path: str | Path, test_model: str | Path, ann=None, images=None,
                     own.release()
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    cmp = compare(ref, test, centers, scales, areas, meta)
-    preds = cmp.pop("_preds")
     report: Dict[str, Any] = {
         "reference_model": str(onnx_path), "test_model": str(test_model),
         "test_backend": "onnxruntime" if is_onnx else "rknn-toolkit2 simulator",
         "target": getattr(test_meta, "target", ""), "build": getattr(test_meta, "build", {}),
-        "data": str(ann or det), **cmp,
+        "data": str(ann or det), **agreement(ref, test, pc, meta),
     }
-    if s.ann_path is not None and s.kind in ("coco", "det"):
-        report["ap"] = {"reference": coco_ap(s.ann_path, samples, *preds["ref"]),
-                        "test": coco_ap(s.ann_path, samples, *preds["test"])}
     if accuracy_dir is not None:
         report["accuracy_analysis_dir"] = str(Path(accuracy_dir).resolve())
     report["seconds"] = round(time.perf_counter() - t0, 2)

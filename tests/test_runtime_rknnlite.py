@@ -338,3 +338,4 @@ def test_runtime_noise_becomes_part_of_one_error_line(tmp_path):
     lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("ERR"), lines
     assert "Please specify the target in init_runtime!" in lines[0] and "returned -1" in lines[0]
+
