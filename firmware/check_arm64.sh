@@ -69,9 +69,6 @@ from pathlib import Path
 from edgepose.demo import export_untrained_onnx
 w = Path(sys.argv[1])
 export_untrained_onnx(w / "model.onnx", layers=0, dynamic_batch=False, seed=0)
-# what tests/_models.tiny_onnx exports, for the runtime tests under qemu (no torch there)
-export_untrained_onnx(w / "tiny" / "tiny_dyn.onnx", layers=0, dynamic_batch=True, seed=0)
-export_untrained_onnx(w / "tiny" / "tiny_fixed.onnx", layers=0, dynamic_batch=False, seed=0)
 PY
   "$py" -m host_tools build-rknn "$work/model.onnx" -o "$work/pose_tiny.rknn" --target rk3588 \
     --calib-ann tests/data/coco_mini/test_coco.json --images tests/data/coco_mini
@@ -118,10 +115,9 @@ tail -c 10 "$board/opt/edgepose/models/pose_tiny.rknn" | grep -q 'user data' || 
 ls "$board"/opt/edgepose/models/pose_tiny.*.rknn >/dev/null 2>&1 || fail "the upgrade did not install the new model beside"
 cp "$work/model.before" "$board/opt/edgepose/models/pose_tiny.rknn"
 
-stage 5/7 "kernel and runtime tests under qemu (installed wheel, no torch)"
+stage 5/7 "kernel and runtime tests under qemu (installed wheel, no torch: tests/_models.py writes the tiny ONNX with onnx.helper)"
 mkdir -p "$board/root/check" "$board/root/testwheels"
 cp -r "$repo/tests" "$repo/pyproject.toml" "$board/root/check/"
-cp -r "$work/tiny" "$board/root/check/tiny"
 cp "$ARM64_CACHE"/wheels/*.whl "$board/root/testwheels/"
 arm64_run "$board" sh -c '/opt/edgepose/venv/bin/python -m pip install -q --no-index --find-links /root/testwheels \
     --target /root/testlibs pytest hypothesis onnxruntime onnx && rm -rf /root/testlibs/numpy /root/testlibs/numpy-*' \
@@ -129,7 +125,7 @@ arm64_run "$board" sh -c '/opt/edgepose/venv/bin/python -m pip install -q --no-i
 tests=(tests/test_crop.py tests/test_decode.py tests/test_nms.py tests/test_geometry.py tests/test_dispatch.py
        tests/test_runtime_rknnlite.py tests/test_runtime_estimator.py tests/test_runtime_tracking.py
        tests/test_service.py)
-if ! arm64_run "$board" sh -c "cd /root/check && EDGEPOSE_REQUIRE_NATIVE=1 EDGEPOSE_TINY_ONNX_DIR=/root/check/tiny \
+if ! arm64_run "$board" sh -c "cd /root/check && EDGEPOSE_REQUIRE_NATIVE=1 \
       PYTHONPATH=/root/testlibs /opt/edgepose/venv/bin/python -m pytest -q -p no:cacheprovider ${tests[*]}" \
       >"$work/pytest.log" 2>&1; then
   tail -n 30 "$work/pytest.log" >&2
