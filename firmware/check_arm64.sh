@@ -142,8 +142,8 @@ run_err=$(arm64_run "$board" /opt/edgepose/venv/bin/edgepose run --image /root/c
   --model /opt/edgepose/models/pose_tiny.rknn 2>&1 >/dev/null)
 run_rc=$?
 set -e
-echo "$info" | grep -q 'backend: rknnlite: NOT READY' || { echo "$info" >&2; fail "edgepose info did not report RKNNLite NOT READY"; }
-echo "$info" | grep -q 'native' || { echo "$info" >&2; fail "edgepose info does not show the native kernels"; }
+echo "$info" | grep -Eq 'backend: +rknnlite: NOT READY .*Please specify the target in init_runtime' || { echo "$info" >&2; fail "edgepose info did not report RKNNLite NOT READY"; }
+echo "$info" | grep -Eq 'kernels: +native' || { echo "$info" >&2; fail "edgepose info does not show the native kernels"; }
 [[ $info_rc == 1 ]] || fail "edgepose info exited $info_rc off the NPU, expected 1"
 [[ $run_rc == 2 && "$(echo "$run_err" | grep -c .)" == 1 ]] \
   || { echo "$run_err" >&2; fail "edgepose run off the NPU: expected one line and exit 2 (got $run_rc)"; }
