@@ -143,10 +143,13 @@ def read_detector_sidecar(model_path: Union[str, Path]) -> Optional[Dict[str, An
     p = sidecar_path(model_path)
     if not p.is_file():
         return None
+    text = p.read_text(encoding="utf-8", errors="replace")
     try:
-        d = json.loads(p.read_text())
+        d = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DetectorError(f"{p}: not valid JSON ({exc})") from None
+        why = "empty" if not text.strip() else ("truncated" if not text.rstrip().endswith("}") else "malformed")
+        raise DetectorError(f"{p}: metadata sidecar is {why} (not valid JSON: {exc}); copy it again from the host, "
+                            "or rebuild with host_tools build-rknn") from None
     if not isinstance(d, dict) or d.get("task") != "detect":
         return None
     return d

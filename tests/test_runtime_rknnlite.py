@@ -339,3 +339,27 @@ def test_runtime_noise_becomes_part_of_one_error_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("ERR"), lines
     assert "Please specify the target in init_runtime!" in lines[0] and "returned -1" in lines[0]
 
+
+
+class FakeRKNNLite1x(FakeRKNNLite):
+    """toolkit-lite 1.x (RK1808, RV1109/RV1126): ``init_runtime(target=None, device_id=None,
+    async_mode=False)``, no ``core_mask`` argument."""
+
+    def init_runtime(self, target=None, device_id=None, async_mode=False):
+        self.calls.append(("init_runtime", None))
+        return self.init_ret
+
+
+
+def test_toolkit_lite_1x_runtime_gets_no_core_mask(tmp_path, onnx_model):
+    cls = type("Fake1x", (FakeRKNNLite1x,), {"instances": []})
+    rk = tmp_path / "m.rknn"
+    rknn_from_onnx(onnx_model, rk)
+    frame = _frame()
+    ref = PoseEstimator(onnx_model)(frame, BOXES)
+    with PoseEstimator(rk, backend="rknnlite", rknnlite_cls=cls) as est:
+        got = est(frame, BOXES)
+        assert cls.instances[0].calls[1] == ("init_runtime", None)
+    np.testing.assert_allclose(got.keypoints, ref.keypoints, atol=1e-3)
+    with pytest.raises(BackendError, match="no per-core masks; use 'auto'"):
+        PoseEstimator(rk, backend="rknnlite", rknnlite_cls=cls, core_mask="0_1")

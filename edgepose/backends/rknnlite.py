@@ -88,10 +88,30 @@ def core_mask_value(cls: Any, core_mask: Union[str, int]) -> int:
     return int(getattr(cls, attr))
 
 
+CORE_AUTO_INT = 0  # RKNNLite.NPU_CORE_AUTO in toolkit-lite2
+
+
+def _takes_core_mask(cls: Any) -> bool:
+    """toolkit-lite2's ``init_runtime`` takes ``core_mask``; toolkit-lite 1.x's (RK1808, RV1109/RV1126)
+    does not and has no ``NPU_CORE_*`` constants."""
+    try:
+        params = inspect.signature(cls.init_runtime).parameters
+    except (TypeError, ValueError, AttributeError):
+        return hasattr(cls, "NPU_CORE_AUTO")
+    if "core_mask" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return True
+    return False
+
+
 def open_runtime(path: Path, cls: Any, core_mask: Union[str, int] = "auto") -> Any:
     """``cls()`` -> ``load_rknn(path)`` -> ``init_runtime(core_mask=..)``; the loaded runtime, or one
     :class:`BackendError` line naming the failed step (shared by the pose and detector adapters)."""
-    mask = core_mask_value(cls, core_mask)
+    per_core = _takes_core_mask(cls)
+    if per_core:
+        mask = core_mask_value(cls, core_mask)
+    elif str(core_mask).strip().lower() not in ("auto", str(CORE_AUTO_INT)):
+        raise BackendError(f"core_mask {core_mask}: this rknnlite (toolkit-lite 1.x, RK1808/RV1109/RV1126) has no "
+                           "per-core masks; use 'auto'")
     noise: list = []
     try:
         with _captured_native_output(noise):  # the constructor prints its version banner
@@ -104,7 +124,7 @@ def open_runtime(path: Path, cls: Any, core_mask: Union[str, int] = "auto") -> A
                            + (f" ({_why(noise)})" if _why(noise) else ""))
     try:
         with _captured_native_output(noise):
-            ret = rt.init_runtime(core_mask=mask)
+            ret = rt.init_runtime(core_mask=mask) if per_core else rt.init_runtime()
     except Exception as exc:
         rt.release()
         raise BackendError(f"{path}: RKNNLite.init_runtime failed ({exc}); run on the board with its NPU driver "
