@@ -29,5 +29,6 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r tests pyproject.toml "$work/"
 (cd "$work" && EDGEPOSE_REQUIRE_NATIVE=1 EDGEPOSE_DEVICE_ONLY=1 "$VENV/bin/python" -m pytest -q \
-  -p no:cacheprovider -m "not rknn and not board" tests)
+  -p no:cacheprovider -m "not rknn and not board" \
+  --ignore=tests/test_firmware.py --ignore=tests/test_npu_run.py tests)  # host-side: need firmware/ and torch
 echo "newest: done in $(( $(date +%s) - t0 )) s"

@@ -434,6 +434,10 @@ class HogDetector:
                  scale: float = 1.05, iou_thr: float = 0.45) -> None:
         import cv2
 
+        if not hasattr(cv2, "HOGDescriptor"):
+            raise DetectorError(f"--detector hog: this OpenCV ({cv2.__version__}) has no HOGDescriptor (OpenCV 5 moved "
+                                "it out of the main module); pip install 'opencv-python-headless<5' or give a detector "
+                                "model (.onnx / .rknn)")
         self.hog = cv2.HOGDescriptor()
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.width, self.hit_threshold = int(width), float(hit_threshold)

@@ -276,6 +276,7 @@ def test_rknnlite_adapter_float_and_int8(tmp_path):
 
 # --------------------------------------------------------------------------- HOG, CLI, info
 
+@pytest.mark.skipif(not hasattr(cv2, "HOGDescriptor"), reason="this OpenCV has no HOGDescriptor (OpenCV 5)")
 def test_hog_finds_people_on_a_multi_person_photo(pose_model, capsys):
     from host_tools.det_build import match_boxes
 
@@ -356,3 +357,11 @@ def test_detect_every_propagates_between_detections(pose_model, tmp_path, capsys
     assert planted(recs[0]) == [0.8, 0.9] and planted(recs[3]) == [0.8, 0.9]  # detector frames 0 and 3
     for r in recs[1:3]:  # in between: only boxes propagated from the last poses
         assert r["persons"] and planted(r) == []
+
+
+def test_hog_without_hogdescriptor_is_one_line(monkeypatch):
+    from edgepose.detect import DetectorError, HogDetector
+
+    monkeypatch.delattr(cv2, "HOGDescriptor", raising=False)
+    with pytest.raises(DetectorError, match="no HOGDescriptor"):
+        HogDetector()
