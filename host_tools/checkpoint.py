@@ -23,7 +23,8 @@ FINAL = "final_state.pth.tar"
 def plain_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     """The model's weights with no ``module.`` prefix (unwraps DDP / DataParallel), on CPU."""
     target = model.module if hasattr(model, "module") else model
-    return {k: v.detach().cpu() for k, v in strip_prefix(target.state_dict()).items()}
+    # contiguous: a channels_last model's weights are saved in the usual layout
+    return {k: v.detach().cpu().contiguous() for k, v in strip_prefix(target.state_dict()).items()}
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -42,6 +43,7 @@ def save_checkpoint(
     best_perf: float,
     is_best: bool,
     config: Dict[str, Any],
+    scaler: Any = None,
 ) -> Path:
     """Write ``checkpoint.pth.tar`` (epoch = the next epoch to run) and, when ``is_best``,
     ``model_best.pth.tar`` (state_dict only, like the original's)."""
@@ -57,6 +59,8 @@ def save_checkpoint(
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "config": config,
     }
+    if scaler is not None:  # fp16 training: the loss scale carries over a resume
+        ckpt["scaler"] = scaler.state_dict()
     path = out / CHECKPOINT
     _atomic_save(ckpt, path)
     if is_best:

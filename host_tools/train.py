@@ -18,7 +18,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -29,12 +29,12 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from host_tools.checkpoint import BEST, CHECKPOINT, FINAL, find_resume, load_training_state, plain_state_dict, save_checkpoint
-from host_tools.config import Config, expected_heatmap_size, load_config
+from host_tools.config import Config, expected_heatmap_size, load_config, resolve_workers
 from host_tools.datasets import build_dataset
 from host_tools.errors import UserError
 from host_tools.model import describe, get_pose_net, load_checkpoint
 
-__all__ = ["JointsMSELoss", "build_optimizer", "train", "train_one_epoch", "register"]
+__all__ = ["JointsMSELoss", "Precision", "build_optimizer", "train", "train_one_epoch", "register"]
 
 
 class JointsMSELoss(nn.Module):
@@ -82,29 +82,110 @@ def _worker_init(worker_id: int) -> None:
     random.seed(s)
 
 
+AMP_MODES = ("", "none", "bf16", "fp16")
+
+
+def autocast_dtype(amp: str) -> Optional[torch.dtype]:
+    """``TRAIN.AMP`` -> the autocast dtype (None: plain fp32)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "none")
+
+
+class Precision:
+    """How a training step runs: fp32, or autocast in bf16 / fp16, with a gradient scaler for
+    fp16 (whose small range would flush gradients to zero otherwise). ``channels_last`` puts
+    the model and its inputs in NHWC, the layout tensor cores and oneDNN convolve fastest."""
+
+    def __init__(self, device: torch.device, amp: str = "", channels_last: bool = False) -> None:
+        if amp not in AMP_MODES:
+            raise UserError(f"config TRAIN.AMP: expected one of 'bf16', 'fp16' or '' (fp32), got {amp!r}")
+        self.device = device
+        self.amp = "" if amp == "none" else amp
+        self.dtype = autocast_dtype(self.amp)
+        self.channels_last = channels_last
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == "fp16")
+
+    def describe(self) -> str:
+        mode = {"": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast + grad scaler"}[self.amp]
+        return mode + (", channels_last" if self.channels_last else "")
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Put ``model`` in the memory format this precision uses (in place; returns it)."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def inputs(self, inp: torch.Tensor) -> torch.Tensor:
+        """The batch on the device (asynchronous from pinned memory), in the model's layout."""
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return inp.to(self.device, non_blocking=True, memory_format=fmt)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backward and optimizer step (unscaled and skipped on inf/nan grads under fp16)."""
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
-                    device: torch.device, epoch: int, max_iters: int = 0, progress: bool = True) -> Dict[str, float]:
-    """One pass over ``loader``; returns ``{"loss": mean loss, "images_per_s": throughput}``."""
+                    device: torch.device, epoch: int, max_iters: int = 0, progress: bool = True,
+                    precision: Optional[Precision] = None, print_freq: int = 20) -> Dict[str, float]:
+    """One pass over ``loader``.
+
+    Nothing in the loop waits for the device: the loss is summed on the device and read back
+    (one synchronisation) every ``print_freq`` iterations and at the end, for the progress bar
+    and to stop on a non-finite loss. ``data_wait`` is the share of the epoch's wall time the
+    loop spent waiting for the DataLoader: near 0 when the device is the bottleneck, near 1
+    when the loader is (more WORKERS, or a faster disk).
+
+    Returns ``{"loss": mean loss per image, "images_per_s", "data_wait": 0..1, "iters"}``.
+    """
+    precision = precision or Precision(device)
     model.train()
-    total, count, t0 = 0.0, 0, time.time()
     n_iters = len(loader) if not max_iters else min(max_iters, len(loader))
     bar = tqdm(total=n_iters, desc=f"epoch {epoch}", unit="it", disable=not progress, file=sys.stderr)
-    for it, (inp, target, weight, _) in enumerate(loader):
-        if max_iters and it >= max_iters:
+    total = torch.zeros((), dtype=torch.float64, device=device)  # sum of loss x batch size, on the device
+    count, wait, it, checked = 0, 0.0, 0, 0
+    t0 = time.perf_counter()
+
+    def check(upto: int) -> float:
+        mean = float(total.item()) / max(count, 1)  # the synchronisation point
+        if not math.isfinite(mean):
+            raise RuntimeError(f"loss became {mean} at epoch {epoch} between iterations {checked} and {upto}: lower TRAIN.LR"
+                               + (" or use TRAIN.AMP=bf16 (fp16's range is small)" if precision.amp == "fp16" else ""))
+        return mean
+
+    batches = iter(loader)
+    while it < n_iters:
+        tw = time.perf_counter()
+        try:
+            inp, target, weight, _ = next(batches)
+        except StopIteration:
             break
-        inp, target, weight = inp.to(device), target.to(device), weight.to(device)
-        loss = criterion(model(inp), target, weight)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"loss is {loss.item()} at epoch {epoch} iteration {it}: lower TRAIN.LR")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * inp.shape[0]
+        wait += time.perf_counter() - tw
+        inp = precision.inputs(inp)
+        target, weight = target.to(device, non_blocking=True), weight.to(device, non_blocking=True)
+        with precision.autocast():
+            out = model(inp)
+        loss = criterion(out.float(), target, weight)  # the loss in fp32 whatever the autocast dtype
+        precision.step(loss, optimizer)
+        total += loss.detach().double() * inp.shape[0]
         count += inp.shape[0]
+        it += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{total / count:.3e}", img_s=f"{count / max(time.time() - t0, 1e-9):.1f}")
+        if it % print_freq == 0 and it < n_iters:
+            mean = check(it)
+            checked = it
+            el = max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{mean:.3e}", img_s=f"{count / el:.1f}", wait=f"{100 * wait / el:.0f}%", refresh=False)
+    mean = check(it)
+    elapsed = max(time.perf_counter() - t0, 1e-9)
+    bar.set_postfix(loss=f"{mean:.3e}", img_s=f"{count / elapsed:.1f}", wait=f"{100 * wait / elapsed:.0f}%", refresh=False)
     bar.close()
-    return {"loss": total / max(count, 1), "images_per_s": count / max(time.time() - t0, 1e-9)}
+    return {"loss": mean, "images_per_s": count / elapsed, "data_wait": wait / elapsed, "iters": it}
 
 
 def _dist_setup() -> tuple:
@@ -147,7 +228,13 @@ def train(cfg: Config, out_dir: Path, validate_each_epoch: bool = True, progress
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "config.yaml").write_text(cfg.dump())
         seed_everything(int(cfg.TRAIN.SEED) + rank)
-        model = get_pose_net(cfg, is_train=True).to(device)
+        precision = Precision(device, cfg.TRAIN.AMP, cfg.TRAIN.CHANNELS_LAST)
+        model = precision.prepare(get_pose_net(cfg, is_train=True).to(device))
+        if main_proc and getattr(plain_model(model), "pretrained_info", ""):
+            print(f"=> MODEL.PRETRAINED: {plain_model(model).pretrained_info}", file=sys.stderr)
+        elif main_proc and cfg.MODEL.INIT_WEIGHTS:
+            print("=> MODEL.PRETRAINED is empty: the backbone starts from random weights "
+                  "(an ImageNet ResNet gives the paper's accuracy; docs/WEIGHTS.md)", file=sys.stderr)
         train_set = build_dataset(cfg, is_train=True)
         valid_set = (build_dataset(cfg, is_train=False, use_gt_bbox=cfg.TEST.USE_GT_BBOX, det_file=cfg.TEST.COCO_BBOX_FILE)
                      if validate_each_epoch and main_proc else None)
@@ -161,6 +248,8 @@ def train(cfg: Config, out_dir: Path, validate_each_epoch: bool = True, progress
             state = load_training_state(resume_from)
             load_checkpoint(model, {"state_dict": state["state_dict"]}, name=str(resume_from))  # checked: a different network is refused
             optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler") and precision.scaler.is_enabled():
+                precision.scaler.load_state_dict(state["scaler"])
             begin, best_perf = int(state["epoch"]), float(state.get("best_perf", -math.inf))
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.TRAIN.LR_STEP, cfg.TRAIN.LR_FACTOR)
         if state is not None and state.get("scheduler"):
@@ -170,14 +259,16 @@ def train(cfg: Config, out_dir: Path, validate_each_epoch: bool = True, progress
         sampler = DistributedSampler(train_set, shuffle=cfg.TRAIN.SHUFFLE, seed=int(cfg.TRAIN.SEED)) if world > 1 else None
         g = torch.Generator()
         g.manual_seed(int(cfg.TRAIN.SEED) + rank)
+        workers = resolve_workers(cfg.WORKERS, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         loader = DataLoader(train_set, batch_size=cfg.TRAIN.BATCH_SIZE, shuffle=(sampler is None and cfg.TRAIN.SHUFFLE),
-                            sampler=sampler, num_workers=cfg.WORKERS, pin_memory=device.type == "cuda",
+                            sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
                             drop_last=False, worker_init_fn=_worker_init, generator=g,
                             # fresh workers each epoch, seeded from epoch_seed: resumable exactly
                             persistent_workers=False)
         if main_proc:
-            print(f"=> {describe(plain_model(model))}, {len(train_set)} training boxes, {world} process(es) on {device}; "
-                  f"writing {out_dir}", file=sys.stderr)
+            print(f"=> {describe(plain_model(model))}, {len(train_set)} training boxes, {world} process(es) on {device} "
+                  f"({precision.describe()}), {workers} loader worker(s) per process"
+                  f"{' (WORKERS=-1: the cores available)' if cfg.WORKERS < 0 else ''}; writing {out_dir}", file=sys.stderr)
         log_path = out_dir / "log.csv"
         last_loss = float("nan")
         for epoch in range(begin, cfg.TRAIN.END_EPOCH):
@@ -187,7 +278,8 @@ def train(cfg: Config, out_dir: Path, validate_each_epoch: bool = True, progress
             g.manual_seed(epoch_seed(cfg.TRAIN.SEED, rank, epoch))
             lr = optimizer.param_groups[0]["lr"]
             stats = train_one_epoch(model, loader, criterion, optimizer, device, epoch, cfg.TRAIN.MAX_ITERS,
-                                    progress=progress and main_proc)
+                                    progress=progress and main_proc, precision=precision,
+                                    print_freq=max(1, int(cfg.PRINT_FREQ)))
             scheduler.step()
             last_loss = stats["loss"]
             if world > 1:
@@ -202,15 +294,17 @@ def train(cfg: Config, out_dir: Path, validate_each_epoch: bool = True, progress
                     _, table, perf = validate(cfg, plain_model(model), valid_set, progress=False)
                 is_best = perf > best_perf
                 best_perf = max(best_perf, perf)
-                save_checkpoint(out_dir, model, optimizer, scheduler, epoch + 1, perf, best_perf, is_best, cfg.to_dict())
+                save_checkpoint(out_dir, model, optimizer, scheduler, epoch + 1, perf, best_perf, is_best, cfg.to_dict(),
+                                scaler=precision.scaler if precision.scaler.is_enabled() else None)
                 new = not log_path.exists()
                 with open(log_path, "a", newline="") as f:
                     w = csv.writer(f)
                     if new:
-                        w.writerow(["epoch", "lr", "train_loss", "images_per_s", "val_perf", "best"])
+                        w.writerow(["epoch", "lr", "train_loss", "images_per_s", "data_wait", "val_perf", "best"])
                     w.writerow([epoch, f"{lr:.6g}", f"{last_loss:.6e}", f"{stats['images_per_s']:.2f}",
-                                f"{perf:.5f}" if valid_set is not None else "", int(is_best)])
-                msg = f"epoch {epoch}: loss {last_loss:.3e}, {stats['images_per_s']:.1f} img/s"
+                                f"{stats['data_wait']:.3f}", f"{perf:.5f}" if valid_set is not None else "", int(is_best)])
+                msg = (f"epoch {epoch}: loss {last_loss:.3e}, {stats['images_per_s']:.1f} img/s, "
+                       f"{100 * stats['data_wait']:.0f}% waiting for data")
                 if valid_set is not None:
                     msg += f", val {perf:.4f}" + (" (best)" if is_best else "")
                 print(msg, file=sys.stderr)
@@ -249,7 +343,7 @@ def register(subparsers: Any) -> None:
                               description="Train PoseResNet. Several GPUs: torchrun --nproc_per_node=N -m host_tools train ...")
     add_config_args(p)
     p.add_argument("--out", default=None, help="run folder (default OUTPUT_DIR/<dataset>/pose_resnet_<depth>/<cfg name>)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (WORKERS)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (WORKERS; -1, the default: the cores available)")
     p.add_argument("--no-validate", action="store_true", help="skip the per-epoch validation (best = lowest training loss)")
     p.add_argument("--overwrite", action="store_true", help="start over in a run folder that already has checkpoints")
     p.set_defaults(func=_main)

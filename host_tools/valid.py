@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from edgepose.decode import decode
 from edgepose.geometry import PIXEL_STD
-from host_tools.config import Config, load_config
+from host_tools.config import Config, load_config, resolve_workers
 from host_tools.datasets import JointsDataset, build_dataset
 from host_tools.errors import UserError
 
@@ -49,7 +49,7 @@ def predict(
     """
     device = device or next(model.parameters()).device
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=False)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=resolve_workers(workers), pin_memory=False)
     codec = dataset.codec
     parts: Dict[str, list] = {k: [] for k in ("keypoints", "centers", "scales", "box_scores", "image_ids", "index")}
     bar = tqdm(loader, desc="valid", unit="batch", disable=not progress, file=sys.stderr)
@@ -203,6 +203,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--use-detect-bbox", action="store_true", help="COCO: use detector boxes (TEST.COCO_BBOX_FILE) instead of GT boxes")
     p.add_argument("--det-file", default=None, help="COCO detection results json (implies --use-detect-bbox)")
     p.add_argument("--out", default=None, help="output folder (default: the run folder under OUTPUT_DIR)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (WORKERS)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (WORKERS; -1, the default: the cores available)")
     p.add_argument("--vis", type=int, default=0, metavar="N", help="also draw skeleton overlays of the N worst and N best images")
     p.set_defaults(func=_main)
