@@ -550,15 +550,33 @@ def warn(prog: str, text: str) -> None:
 
 
 def apply_conventions(cfg: Any, info: WeightsInfo, prog: str) -> None:
-    """Make ``cfg`` feed the network as ``info``'s checkpoint was trained (mmpose files only;
-    edgepose/original files follow ``DATASET.COLOR_RGB`` as before).
+    """Make ``cfg`` feed the network as ``info``'s checkpoint was trained.
 
-    Sets ``DATASET.COLOR_RGB`` from the recorded colour order (a note on stderr when it changes
+    Original project files (``module.`` keys) were all trained on BGR: ``DATASET.COLOR_RGB``
+    becomes false (with a note when that changes the config). host_tools training checkpoints
+    carry their config: its colour order wins. Bare state_dicts follow ``DATASET.COLOR_RGB``.
+    For mmpose files, sets ``DATASET.COLOR_RGB`` from the recorded colour order (a note on stderr when it changes
     the config). Raises UserError when the recorded normalisation is not the ImageNet one that
     edgepose applies, or the codec is UDP / not a heatmap codec edgepose decodes. Without
     recorded conventions, assumes mmpose's defaults and prints ONE warning naming them.
     """
-    if info.source != "mmpose" or not info.has_head:
+    if not info.has_head:
+        return
+    if info.source == "original":
+        # the original project (cv2.imread, no conversion) trained every checkpoint on BGR
+        if cfg.DATASET.COLOR_RGB:
+            print(f"{prog}: {info.path} is an original Simple Baselines checkpoint (DataParallel `module.` keys), "
+                  "trained on BGR input; using DATASET.COLOR_RGB=false", file=sys.stderr)
+        cfg.DATASET.COLOR_RGB = False
+        return
+    if info.source == "edgepose" and info.conventions is not None and info.conventions.recorded:
+        rgb = info.conventions.color == "rgb"
+        if bool(cfg.DATASET.COLOR_RGB) != rgb:
+            print(f"{prog}: {info.path} was trained on {info.conventions.color.upper()} input "
+                  f"({info.conventions.source}); using DATASET.COLOR_RGB={'true' if rgb else 'false'}", file=sys.stderr)
+        cfg.DATASET.COLOR_RGB = rgb
+        return
+    if info.source != "mmpose":
         return
     conv = info.conventions
     if conv is None:

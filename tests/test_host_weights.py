@@ -183,6 +183,35 @@ def test_mmpose1_checkpoint_conventions_flow_into_the_config(tmp_path, capsys):
     assert cfg.DATASET.COLOR_RGB is False
 
 
+def test_original_and_host_tools_checkpoints_carry_their_colour_order(tmp_path, capsys):
+    state = get_pose_net(small_cfg()).state_dict()
+    # the original project's model_best.pth.tar (DataParallel keys): trained on BGR, whatever the config says
+    torch.save({"module." + k: v for k, v in state.items() if not k.endswith("num_batches_tracked")},
+               tmp_path / "pose_resnet_18.pth.tar")
+    cfg = small_cfg()
+    prepare(cfg, tmp_path / "pose_resnet_18.pth.tar", "export-onnx")
+    assert cfg.DATASET.COLOR_RGB is False
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "original Simple Baselines checkpoint" in err[0] and "DATASET.COLOR_RGB=false" in err[0]
+    # a config already saying BGR needs no note
+    cfg = small_cfg("DATASET.COLOR_RGB=false")
+    prepare(cfg, tmp_path / "pose_resnet_18.pth.tar", "export-onnx")
+    assert cfg.DATASET.COLOR_RGB is False and capsys.readouterr().err == ""
+    # a host_tools training checkpoint records its config: its colour order wins over the command line's
+    trained = small_cfg("DATASET.COLOR_RGB=false").to_dict()
+    torch.save({"epoch": 3, "state_dict": state, "optimizer": {}, "config": trained}, tmp_path / "checkpoint.pth.tar")
+    cfg = small_cfg()
+    prepare(cfg, tmp_path / "checkpoint.pth.tar", "valid")
+    assert cfg.DATASET.COLOR_RGB is False and "trained on BGR input" in capsys.readouterr().err
+    # a bare state_dict cannot tell: the config decides, silently
+    torch.save(state, tmp_path / "model_best.pth.tar")
+    for rgb in (True, False):
+        cfg = small_cfg(f"DATASET.COLOR_RGB={str(rgb).lower()}")
+        prepare(cfg, tmp_path / "model_best.pth.tar", "valid")
+        assert cfg.DATASET.COLOR_RGB is rgb
+    assert capsys.readouterr().err == ""
+
+
 def test_mmpose_checkpoint_without_meta_warns_once_naming_the_assumption(tmp_path, capsys):
     path = save_mmpose1(tmp_path / "bare.pth", meta=False)
     cfg = small_cfg("DATASET.COLOR_RGB=false")
