@@ -84,13 +84,24 @@ PYTHON=$py bash "$here/build_bundle.sh" "$work/pose_tiny.rknn" -o "$work/edgepos
 bundle_mb=$(du -sm "$work/edgepose-bundle.tar" | cut -f1)
 [[ "$(ls "$work"/edgepose-bundle/wheels | grep -c linux_aarch64)" -ge 1 ]] || fail "no aarch64 wheel in the bundle"
 
-stage 3/7 "install into a fresh board root, network off"
+stage 3/7 "install into a fresh board root, network off (a board with another Python is refused first)"
 exec 9>"$ARM64_CACHE/.lock"; flock -s 9   # the cached roots must not be rebuilt under us
 cp -a "$ARM64_CACHE/board-root" "$board"
 tar -xf "$work/edgepose-bundle.tar" -C "$board/root"
 if arm64_run "$board" sh -c 'command -v gcc || command -v cc || command -v g++' >/dev/null; then
   fail "the board root has a compiler; the install must be proven without one"
 fi
+# a board whose Python is not the bundle's is refused in one line, before anything is written
+cp -a "$board/root/edgepose-bundle" "$board/root/other-python"
+sed -i 's/^BUNDLE_PYTHON=.*/BUNDLE_PYTHON=3.10/' "$board/root/other-python/bundle.env"
+set +e
+refusal=$(arm64_run "$board" --offline bash /root/other-python/install.sh 2>&1)
+refusal_rc=$?
+set -e
+rm -rf "$board/root/other-python"
+[[ $refusal_rc == 2 && $(printf '%s\n' "$refusal" | wc -l) == 1 && "$refusal" == *"install_board.sh"* ]] \
+  || fail "install.sh on another Python: expected one line naming install_board.sh, exit 2; got ($refusal_rc): $refusal"
+[[ ! -e "$board/opt/edgepose" && ! -e "$board/etc/edgepose" ]] || fail "the refused install.sh wrote files"
 arm64_run "$board" --offline bash /root/edgepose-bundle/install.sh >"$work/install1.log" 2>&1 \
   || { cat "$work/install1.log" >&2; fail "install.sh failed (offline, no compiler)"; }
 grep 'install.sh:' "$work/install1.log" | sed 's/^/    /' >&2

@@ -30,7 +30,7 @@ source "$here/bundle.env"
 command -v python3 >/dev/null || die "python3 not found; the bundle needs the board's Python $BUNDLE_PYTHON"
 have_py=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 [[ "$have_py" == "$BUNDLE_PYTHON" ]] \
-  || die "python3 is $have_py but the bundle's wheels are for $BUNDLE_PYTHON; build the bundle for this board's Python"
+  || die "python3 is $have_py but the bundle's wheels are for $BUNDLE_PYTHON (Debian 12 bookworm-based images); on this image install from a checkout with firmware/install_board.sh (compiles on the board, needs the network)"
 (cd "$here" && sha256sum --quiet -c SHA256SUMS) >/dev/null 2>&1 \
   || die "$here: files differ from SHA256SUMS (damaged or edited bundle); copy the bundle again"
 

@@ -63,6 +63,14 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.TRAIN.LR)
 
 
+def apply_cudnn(cfg: Config) -> None:
+    """``CUDNN.BENCHMARK`` / ``DETERMINISTIC`` / ``ENABLED`` into torch.backends.cudnn, as the
+    original did (benchmark: cuDNN times its algorithms once per input shape and keeps the fastest)."""
+    torch.backends.cudnn.benchmark = bool(cfg.CUDNN.BENCHMARK)
+    torch.backends.cudnn.deterministic = bool(cfg.CUDNN.DETERMINISTIC)
+    torch.backends.cudnn.enabled = bool(cfg.CUDNN.ENABLED)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
@@ -216,6 +224,7 @@ def train(cfg: Config, out_dir: Path, validate_each_epoch: bool = True, progress
         raise UserError(f"config MODEL.EXTRA.HEATMAP_SIZE {cfg.MODEL.EXTRA.HEATMAP_SIZE} does not match what the network "
                         f"outputs for MODEL.IMAGE_SIZE {cfg.MODEL.IMAGE_SIZE}: use {expected_heatmap_size(cfg)}")
     world, rank, device = _dist_setup()
+    apply_cudnn(cfg)
     main_proc = rank == 0
     try:
         out_dir = Path(out_dir)

@@ -168,3 +168,18 @@ def test_pretrained_backbone_is_announced(tmp_path, capsys):
     train(cfg, tmp_path / "run", validate_each_epoch=False, progress=False)
     err = capsys.readouterr().err
     assert "=> MODEL.PRETRAINED: ResNet-18 (BasicBlock, blocks 2-2-2-2) backbone from" in err and "tensors loaded" in err
+
+
+def test_cudnn_settings_of_the_config_are_applied(tmp_path):
+    flags = torch.backends.cudnn
+    before = (flags.benchmark, flags.deterministic, flags.enabled)
+    try:
+        cfg = load_config(None, MINI + ["CUDNN.BENCHMARK=false", "CUDNN.DETERMINISTIC=true", "TRAIN.END_EPOCH=1",
+                                        "TRAIN.MAX_ITERS=1", "TRAIN.BATCH_SIZE=4"])
+        train(cfg, tmp_path / "a", validate_each_epoch=False, progress=False)
+        assert (flags.benchmark, flags.deterministic, flags.enabled) == (False, True, True)
+        cfg = load_config(None, MINI + ["TRAIN.END_EPOCH=1", "TRAIN.MAX_ITERS=1", "TRAIN.BATCH_SIZE=4"])
+        train(cfg, tmp_path / "b", validate_each_epoch=False, progress=False)
+        assert (flags.benchmark, flags.deterministic) == (True, False)  # the original's defaults
+    finally:
+        flags.benchmark, flags.deterministic, flags.enabled = before
