@@ -43,7 +43,7 @@ from torch.utils.data import ConcatDataset, DataLoader  # noqa: E402
 from host_tools.config import load_config, resolve_workers  # noqa: E402
 from host_tools.datasets import build_dataset  # noqa: E402
 from host_tools.model import get_pose_net  # noqa: E402
-from host_tools.train import JointsMSELoss, Precision, build_optimizer, train_one_epoch  # noqa: E402
+from host_tools.train import JointsMSELoss, Precision, apply_cudnn, build_optimizer, train_one_epoch  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "coco_mini"
 SIZES = {
@@ -119,7 +119,7 @@ def loop(size: Dict, amp: str, channels_last: bool, iters: int) -> Tuple[float, 
     """(images per second, data-wait share) of ``train_one_epoch`` over the replicated set."""
     dev = device()
     cfg = make_cfg(size, amp, channels_last)
-    torch.backends.cudnn.benchmark = True
+    apply_cudnn(cfg)  # as host_tools train does: cudnn.benchmark from the config (true)
     prec = Precision(dev, amp, channels_last)
     model = prec.prepare(get_pose_net(cfg, is_train=True).to(dev))
     opt = build_optimizer(cfg, model)

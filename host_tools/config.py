@@ -321,12 +321,20 @@ def check_config(cfg: Config) -> None:
         raise UserError(f"config TRAIN.OPTIMIZER: expected 'adam' or 'sgd', got {cfg.TRAIN.OPTIMIZER!r}")
     if cfg.DATASET.DATASET not in ("coco", "mpii"):
         raise UserError(f"config DATASET.DATASET: expected 'coco' or 'mpii', got {cfg.DATASET.DATASET!r}")
-    if cfg.TRAIN.AMP not in ("", "none", "bf16", "fp16"):
-        raise UserError(f"config TRAIN.AMP: expected 'bf16', 'fp16' or '' (fp32), got {cfg.TRAIN.AMP!r}")
+    check_amp(cfg.TRAIN.AMP)
     if cfg.WORKERS < -1:
         raise UserError(f"config WORKERS: expected a count of DataLoader workers, or -1 for the cores available, got {cfg.WORKERS}")
     if cfg.TEST.REFINE not in ("quarter", "dark", "none"):
         raise UserError(f"config TEST.REFINE: expected 'quarter', 'dark' or 'none', got {cfg.TEST.REFINE!r}")
+
+
+AMP_MODES = ("", "none", "bf16", "fp16")
+
+
+def check_amp(amp: str) -> None:
+    """``TRAIN.AMP`` is one of :data:`AMP_MODES`; else one UserError line."""
+    if amp not in AMP_MODES:
+        raise UserError(f"config TRAIN.AMP: expected 'bf16', 'fp16' or '' (fp32), got {amp!r}")
 
 
 def expected_heatmap_size(cfg: Config) -> List[int]:

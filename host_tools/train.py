@@ -29,7 +29,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from host_tools.checkpoint import BEST, CHECKPOINT, FINAL, find_resume, load_training_state, plain_state_dict, save_checkpoint
-from host_tools.config import Config, expected_heatmap_size, load_config, resolve_workers
+from host_tools.config import Config, check_amp, expected_heatmap_size, load_config, resolve_workers
 from host_tools.datasets import build_dataset
 from host_tools.errors import UserError
 from host_tools.model import describe, get_pose_net, load_checkpoint
@@ -90,25 +90,16 @@ def _worker_init(worker_id: int) -> None:
     random.seed(s)
 
 
-AMP_MODES = ("", "none", "bf16", "fp16")
-
-
-def autocast_dtype(amp: str) -> Optional[torch.dtype]:
-    """``TRAIN.AMP`` -> the autocast dtype (None: plain fp32)."""
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "none")
-
-
 class Precision:
     """How a training step runs: fp32, or autocast in bf16 / fp16, with a gradient scaler for
     fp16 (whose small range would flush gradients to zero otherwise). ``channels_last`` puts
     the model and its inputs in NHWC, the layout tensor cores and oneDNN convolve fastest."""
 
     def __init__(self, device: torch.device, amp: str = "", channels_last: bool = False) -> None:
-        if amp not in AMP_MODES:
-            raise UserError(f"config TRAIN.AMP: expected one of 'bf16', 'fp16' or '' (fp32), got {amp!r}")
+        check_amp(amp)
         self.device = device
         self.amp = "" if amp == "none" else amp
-        self.dtype = autocast_dtype(self.amp)
+        self.dtype: Optional[torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
         self.channels_last = channels_last
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == "fp16")
 
@@ -159,6 +150,11 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
     count, wait, it, checked = 0, 0.0, 0, 0
     t0 = time.perf_counter()
 
+    def show(mean: float) -> float:
+        el = max(time.perf_counter() - t0, 1e-9)
+        bar.set_postfix(loss=f"{mean:.3e}", img_s=f"{count / el:.1f}", wait=f"{100 * wait / el:.0f}%", refresh=False)
+        return el
+
     def check(upto: int) -> float:
         mean = float(total.item()) / max(count, 1)  # the synchronisation point
         if not math.isfinite(mean):
@@ -185,13 +181,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
         it += 1
         bar.update(1)
         if it % print_freq == 0 and it < n_iters:
-            mean = check(it)
+            show(check(it))
             checked = it
-            el = max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix(loss=f"{mean:.3e}", img_s=f"{count / el:.1f}", wait=f"{100 * wait / el:.0f}%", refresh=False)
     mean = check(it)
-    elapsed = max(time.perf_counter() - t0, 1e-9)
-    bar.set_postfix(loss=f"{mean:.3e}", img_s=f"{count / elapsed:.1f}", wait=f"{100 * wait / elapsed:.0f}%", refresh=False)
+    elapsed = show(mean)
     bar.close()
     return {"loss": mean, "images_per_s": count / elapsed, "data_wait": wait / elapsed, "iters": it}
 
@@ -239,8 +232,8 @@ def train(cfg: Config, out_dir: Path, validate_each_epoch: bool = True, progress
         seed_everything(int(cfg.TRAIN.SEED) + rank)
         precision = Precision(device, cfg.TRAIN.AMP, cfg.TRAIN.CHANNELS_LAST)
         model = precision.prepare(get_pose_net(cfg, is_train=True).to(device))
-        if main_proc and getattr(plain_model(model), "pretrained_info", ""):
-            print(f"=> MODEL.PRETRAINED: {plain_model(model).pretrained_info}", file=sys.stderr)
+        if main_proc and getattr(model, "pretrained_info", ""):  # not wrapped in DDP yet
+            print(f"=> MODEL.PRETRAINED: {model.pretrained_info}", file=sys.stderr)
         elif main_proc and cfg.MODEL.INIT_WEIGHTS:
             print("=> MODEL.PRETRAINED is empty: the backbone starts from random weights "
                   "(an ImageNet ResNet gives the paper's accuracy; docs/WEIGHTS.md)", file=sys.stderr)

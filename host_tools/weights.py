@@ -465,7 +465,11 @@ def identify(obj: Any, label: str, filename: str = "") -> WeightsInfo:
             source = "edgepose"
         elif had_module:
             source = "original"
-            notes.append("the original project fed BGR with the RGB mean/std: use DATASET.COLOR_RGB=false with its files")
+            # the original project (cv2.imread, no conversion) trained every checkpoint on BGR
+            conv = Conventions(color="bgr", recorded=True,
+                               source="layout of an original Simple Baselines checkpoint, DataParallel `module.` keys")
+            notes.append("the original project fed BGR with the RGB mean/std: export-onnx and valid use "
+                         "DATASET.COLOR_RGB=false with its files")
         else:
             source = "edgepose"
             notes.append("a bare PoseResNet state_dict (host_tools model_best/final_state, or an original file saved "
@@ -552,31 +556,19 @@ def warn(prog: str, text: str) -> None:
 def apply_conventions(cfg: Any, info: WeightsInfo, prog: str) -> None:
     """Make ``cfg`` feed the network as ``info``'s checkpoint was trained.
 
-    Original project files (``module.`` keys) were all trained on BGR: ``DATASET.COLOR_RGB``
-    becomes false (with a note when that changes the config). host_tools training checkpoints
-    carry their config: its colour order wins. Bare state_dicts follow ``DATASET.COLOR_RGB``.
-    For mmpose files, sets ``DATASET.COLOR_RGB`` from the recorded colour order (a note on stderr when it changes
-    the config). Raises UserError when the recorded normalisation is not the ImageNet one that
-    edgepose applies, or the codec is UDP / not a heatmap codec edgepose decodes. Without
-    recorded conventions, assumes mmpose's defaults and prints ONE warning naming them.
+    ``DATASET.COLOR_RGB`` takes the colour order the file's conventions record (a note on stderr
+    when that changes the config): an original project file's layout implies BGR, a host_tools
+    training checkpoint carries its config, an mmpose file its mmpose config. Bare state_dicts
+    record nothing and follow ``DATASET.COLOR_RGB``. For mmpose files, also raises UserError
+    when the recorded normalisation is not the ImageNet one that edgepose applies, or the codec
+    is UDP / not a heatmap codec edgepose decodes; without recorded conventions, assumes
+    mmpose's defaults and prints ONE warning naming them.
     """
     if not info.has_head:
         return
-    if info.source == "original":
-        # the original project (cv2.imread, no conversion) trained every checkpoint on BGR
-        if cfg.DATASET.COLOR_RGB:
-            print(f"{prog}: {info.path} is an original Simple Baselines checkpoint (DataParallel `module.` keys), "
-                  "trained on BGR input; using DATASET.COLOR_RGB=false", file=sys.stderr)
-        cfg.DATASET.COLOR_RGB = False
-        return
-    if info.source == "edgepose" and info.conventions is not None and info.conventions.recorded:
-        rgb = info.conventions.color == "rgb"
-        if bool(cfg.DATASET.COLOR_RGB) != rgb:
-            print(f"{prog}: {info.path} was trained on {info.conventions.color.upper()} input "
-                  f"({info.conventions.source}); using DATASET.COLOR_RGB={'true' if rgb else 'false'}", file=sys.stderr)
-        cfg.DATASET.COLOR_RGB = rgb
-        return
     if info.source != "mmpose":
+        if info.conventions is not None and info.conventions.recorded:
+            _take_color(cfg, info.conventions, info.path, prog)
         return
     conv = info.conventions
     if conv is None:
@@ -600,14 +592,19 @@ def apply_conventions(cfg: Any, info: WeightsInfo, prog: str) -> None:
                         "something else")
     if conv.assumed:
         warn(prog, f"{info.path}: its mmpose config does not record everything; assumed " + "; ".join(conv.assumed))
-    rgb = conv.color == "rgb"
-    if bool(cfg.DATASET.COLOR_RGB) != rgb and conv.recorded:
-        print(f"{prog}: {info.path} was trained on {conv.color.upper()} input ({conv.source}); using "
-              f"DATASET.COLOR_RGB={'true' if rgb else 'false'}", file=sys.stderr)
-    cfg.DATASET.COLOR_RGB = rgb
+    _take_color(cfg, conv, info.path, prog)
     if conv.input_size and tuple(conv.input_size) != tuple(cfg.MODEL.IMAGE_SIZE):
         warn(prog, f"{info.path} was trained at {conv.input_size[0]}x{conv.input_size[1]} (codec input_size), the config "
                    f"says MODEL.IMAGE_SIZE {list(cfg.MODEL.IMAGE_SIZE)}")
+
+
+def _take_color(cfg: Any, conv: Conventions, path: str, prog: str) -> None:
+    """``DATASET.COLOR_RGB`` from ``conv``; a note when a recorded order changes the config."""
+    rgb = conv.color == "rgb"
+    if bool(cfg.DATASET.COLOR_RGB) != rgb and conv.recorded:
+        print(f"{prog}: {path} was trained on {conv.color.upper()} input ({conv.source}); using "
+              f"DATASET.COLOR_RGB={'true' if rgb else 'false'}", file=sys.stderr)
+    cfg.DATASET.COLOR_RGB = rgb
 
 
 def prepare(cfg: Any, path: Union[str, Path], prog: str) -> WeightsInfo:
