@@ -2,7 +2,7 @@
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/abuse_serve.py [--frames 300] [--clients 50]
 
-Runs ``edgepose run --video tests/data/video/arm_wrestling.mp4 --loop --serve 127.0.0.1:0
+Runs ``edgepose run --video $EDGEPOSE_TEST_DATA/video/arm_wrestling.mp4 --loop --serve 127.0.0.1:0
 --max-frames N`` (PoseResNet-18, untrained weights, onnxruntime CPU) three times:
 
 1. ``quiet``: nobody connected;
@@ -30,7 +30,8 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIP = ROOT / "tests" / "data" / "video" / "arm_wrestling.mp4"
+from _data import DATA  # noqa: E402  (third-party sample data, read in place)
+CLIP = DATA / "video" / "arm_wrestling.mp4"
 MARK = b"--edgeposeframe"
 BAD = [b"\x00\x01 junk\r\n\r\n", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n",
        b"GET / HTTP/1.1\r\n" + b"X-Pad: " + b"p" * 20000 + b"\r\n\r\n",

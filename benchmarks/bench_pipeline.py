@@ -33,7 +33,8 @@ from edgepose.draw import draw_poses  # noqa: E402
 from edgepose.estimator import PoseEstimator  # noqa: E402
 from edgepose.tracking import PoseTracker  # noqa: E402
 
-CLIP = ROOT / "tests" / "data" / "posetrack_mini" / "videos" / "000001_mpiinew_test" / "000001_mpiinew_test.mp4"
+from _data import DATA  # noqa: E402  (third-party sample data, read in place)
+CLIP = DATA / "posetrack_mini" / "videos" / "000001_mpiinew_test" / "000001_mpiinew_test.mp4"
 BOXES = np.array([[380, 240, 200, 430, 0.95], [640, 280, 260, 260, 0.9], [100, 200, 150, 380, 0.8],
                   [900, 150, 160, 400, 0.7]])
 STAGES = ("capture", "boxes", "warp", "infer", "decode", "nms", "track", "draw")

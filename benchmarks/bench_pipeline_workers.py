@@ -40,7 +40,8 @@ for p in (ROOT, ROOT / "tests"):
 
 from edgepose.pipeline import Pipeline  # noqa: E402
 
-CLIP = ROOT / "tests" / "data" / "posetrack_mini" / "videos" / "000001_mpiinew_test" / "000001_mpiinew_test.mp4"
+from _data import DATA  # noqa: E402  (third-party sample data, read in place)
+CLIP = DATA / "posetrack_mini" / "videos" / "000001_mpiinew_test" / "000001_mpiinew_test.mp4"
 BOXES = np.array([[380, 240, 200, 430, 0.95], [640, 280, 260, 260, 0.9], [100, 200, 150, 380, 0.8],
                   [900, 150, 160, 400, 0.7]])
 WORKERS = (1, 2, 3, 4)

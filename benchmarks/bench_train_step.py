@@ -45,7 +45,8 @@ from host_tools.datasets import build_dataset  # noqa: E402
 from host_tools.model import get_pose_net  # noqa: E402
 from host_tools.train import JointsMSELoss, Precision, apply_cudnn, build_optimizer, train_one_epoch  # noqa: E402
 
-DATA = ROOT / "tests" / "data" / "coco_mini"
+from _data import DATA  # noqa: E402  (third-party sample data, read in place)
+COCO_MINI = DATA / "coco_mini"
 SIZES = {
     "full": dict(depth=50, image=[192, 256], heatmap=[48, 64], batch=64, iters=30),
     "small": dict(depth=18, image=[96, 128], heatmap=[24, 32], batch=8, iters=12),
@@ -72,7 +73,7 @@ def size_name() -> str:
 
 def make_cfg(size: Dict, amp: str, channels_last: bool):
     return load_config(None, [
-        f"DATASET.TRAIN_ANN={DATA / 'test_coco.json'}", f"DATASET.TRAIN_IMAGES={DATA}",
+        f"DATASET.TRAIN_ANN={COCO_MINI / 'test_coco.json'}", f"DATASET.TRAIN_IMAGES={COCO_MINI}",
         f"MODEL.EXTRA.NUM_LAYERS={size['depth']}", f"MODEL.IMAGE_SIZE={size['image']}",
         f"MODEL.EXTRA.HEATMAP_SIZE={size['heatmap']}", f"TRAIN.BATCH_SIZE={size['batch']}",
         "DATASET.SCALE_FACTOR=0.3", "DATASET.ROT_FACTOR=40", "DATASET.FLIP=true", "DATASET.PROB_HALF_BODY=0.3",

@@ -3,7 +3,7 @@
     PYTHONPATH=$PWD .venv/bin/python benchmarks/long_run.py --frames 10000 --out-dir /tmp/longrun
 
 Builds the demo model (PoseResNet-18, untrained weights) unless ``--model`` is given, starts
-``edgepose run --video tests/data/video/arm_wrestling.mp4 --loop --serve 127.0.0.1:0 --jsonl ...
+``edgepose run --video $EDGEPOSE_TEST_DATA/video/arm_wrestling.mp4 --loop --serve 127.0.0.1:0 --jsonl ...
 --max-frames N`` as a child process, keeps one MJPEG client reading the stream, and every
 ``--every`` seconds samples the child's RSS (MB), open file descriptors, threads and the frames
 written so far (JSON lines counted). Writes ``samples.csv`` into ``--out-dir`` and prints the
@@ -26,7 +26,8 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIP = ROOT / "tests" / "data" / "video" / "arm_wrestling.mp4"
+from _data import DATA  # noqa: E402  (third-party sample data, read in place)
+CLIP = DATA / "video" / "arm_wrestling.mp4"
 
 
 def _reader(host: str, port: int, stop: threading.Event, counter: dict) -> None:

@@ -24,7 +24,8 @@ except ImportError:  # pragma: no cover - a usage error, not a test
 import edgepose
 from edgepose.geometry import crop_matrices
 
-FRAMES = Path(__file__).resolve().parent.parent / "tests" / "data" / "coco_mini"
+from _data import DATA  # noqa: E402  (third-party sample data, read in place)
+FRAMES = DATA / "coco_mini"
 Case = Tuple[np.ndarray, np.ndarray, int, int]
 
 

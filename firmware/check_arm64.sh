@@ -21,6 +21,9 @@ set -euo pipefail
 ARM64_PROG=check_arm64
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
+# third-party test data is read in place, never part of the repository (tests/conftest.py)
+data=$(cd "${EDGEPOSE_TEST_DATA:-$repo/../shared/data}" 2>/dev/null && pwd) \
+  || { echo "check_arm64: needs the shared test data (set EDGEPOSE_TEST_DATA)" >&2; exit 2; }
 # shellcheck source=firmware/arm64_root.sh
 source "$here/arm64_root.sh"
 t0=$SECONDS
@@ -59,7 +62,7 @@ mkdir -p "$ARM64_CACHE"
   wait $b
 ) >"$work/roots.log" 2>&1 &
 roots_pid=$!
-# the model: a tiny PoseResNet-like ONNX, INT8 for rk3588 with calibration crops of tests/data
+# the model: a tiny PoseResNet-like ONNX, INT8 for rk3588 with calibration crops of the COCO sample
 (
   cd "$repo"
   export PYTHONPATH=$repo
@@ -71,7 +74,7 @@ w = Path(sys.argv[1])
 export_untrained_onnx(w / "model.onnx", layers=0, dynamic_batch=False, seed=0)
 PY
   "$py" -m host_tools build-rknn "$work/model.onnx" -o "$work/pose_tiny.rknn" --target rk3588 \
-    --calib-ann tests/data/coco_mini/test_coco.json --images tests/data/coco_mini
+    --calib-ann "$data/coco_mini/test_coco.json" --images "$data/coco_mini"
 ) >"$work/model.log" 2>&1 || { tail -n 5 "$work/model.log" >&2; fail "could not build the test .rknn (log above)"; }
 ARM64_HOST_PY=$py arm64_wheels "$ARM64_CACHE/wheels" pytest hypothesis onnxruntime onnx numpy==2.4.6 \
   || fail "could not get the aarch64 test wheels"
@@ -129,6 +132,7 @@ cp "$work/model.before" "$board/opt/edgepose/models/pose_tiny.rknn"
 stage 5/7 "kernel and runtime tests under qemu (installed wheel, no torch: tests/_models.py writes the tiny ONNX with onnx.helper)"
 mkdir -p "$board/root/check" "$board/root/testwheels"
 cp -r "$repo/tests" "$repo/pyproject.toml" "$board/root/check/"
+mkdir -p "$board/root/check/data" && cp -r "$data/coco_mini" "$data/posetrack_mini" "$data/video" "$board/root/check/data/"
 cp "$ARM64_CACHE"/wheels/*.whl "$board/root/testwheels/"
 arm64_run "$board" sh -c '/opt/edgepose/venv/bin/python -m pip install -q --no-index --find-links /root/testwheels \
     --target /root/testlibs pytest hypothesis onnxruntime onnx && rm -rf /root/testlibs/numpy /root/testlibs/numpy-*' \
@@ -136,7 +140,7 @@ arm64_run "$board" sh -c '/opt/edgepose/venv/bin/python -m pip install -q --no-i
 tests=(tests/test_crop.py tests/test_decode.py tests/test_nms.py tests/test_geometry.py tests/test_dispatch.py
        tests/test_runtime_rknnlite.py tests/test_runtime_estimator.py tests/test_runtime_tracking.py
        tests/test_service.py)
-if ! arm64_run "$board" sh -c "cd /root/check && EDGEPOSE_REQUIRE_NATIVE=1 \
+if ! arm64_run "$board" sh -c "cd /root/check && EDGEPOSE_REQUIRE_NATIVE=1 EDGEPOSE_TEST_DATA=/root/check/data \
       PYTHONPATH=/root/testlibs /opt/edgepose/venv/bin/python -m pytest -q -p no:cacheprovider ${tests[*]}" \
       >"$work/pytest.log" 2>&1; then
   tail -n 30 "$work/pytest.log" >&2
@@ -149,7 +153,7 @@ stage 6/7 "the real RKNNLite up to its no-NPU error; the launcher's token rule"
 set +e
 info=$(arm64_run "$board" /opt/edgepose/venv/bin/edgepose info --model /opt/edgepose/models/pose_tiny.rknn 2>&1)
 info_rc=$?
-run_err=$(arm64_run "$board" /opt/edgepose/venv/bin/edgepose run --image /root/check/tests/data/coco_mini/000000000785.jpg \
+run_err=$(arm64_run "$board" /opt/edgepose/venv/bin/edgepose run --image /root/check/data/coco_mini/000000000785.jpg \
   --model /opt/edgepose/models/pose_tiny.rknn 2>&1 >/dev/null)
 run_rc=$?
 set -e

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -284,12 +285,27 @@ _PATH_KEYS = (("DATASET", "ROOT"), ("DATASET", "TRAIN_ANN"), ("DATASET", "TEST_A
               ("DATASET", "TEST_IMAGES"), ("TEST", "COCO_BBOX_FILE"), ("MODEL", "PRETRAINED"))
 
 
+_ENV_REF = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def expand_env(value: str) -> str:
+    """``${VAR}`` and ``${VAR:-default}`` in a YAML path, as a shell would expand them; the mini
+    experiments name ``${EDGEPOSE_TEST_DATA:-../shared/data}`` so that third-party data is read
+    in place. An unset variable without a default stays as written (the path then fails to
+    resolve and the data loader names it)."""
+    return _ENV_REF.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) if m.group(2) is not None else m.group(0)),
+                        value)
+
+
 def _anchor_relative_paths(cfg: Config, data: Dict[str, Any], cfg_path: Path) -> None:
     """Relative paths written in a YAML resolve from the current directory, as in the original
     project; when one does not exist there but does relative to a folder above the YAML (the
     repository root for ``experiments/...``), use that, so the command works from anywhere."""
     for section, key in _PATH_KEYS:
         value = data[section].get(key) if isinstance(data.get(section), dict) else None
+        if isinstance(value, str) and "${" in value:
+            value = expand_env(value)
+            cfg[section][key] = value
         if not isinstance(value, str) or not value or os.path.isabs(value) or os.path.exists(value):
             continue
         for parent in cfg_path.resolve().parents:

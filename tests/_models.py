@@ -14,7 +14,7 @@ from edgepose.demo import export_untrained_onnx
 from edgepose.metadata import ModelMeta, read_onnx_metadata, write_sidecar
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "tests" / "data"
+from conftest import DATA  # noqa: E402  (third-party: EDGEPOSE_TEST_DATA, read in place)
 CLIP = DATA / "video" / "arm_wrestling.mp4"
 POSETRACK = DATA / "posetrack_mini"
 

@@ -44,3 +44,7 @@ def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"needs third-party test data in {DATA} (set EDGEPOSE_TEST_DATA)")
     return DATA
+
+
+needs_data = pytest.mark.skipif(
+    not DATA.is_dir(), reason=f"needs third-party test data in {DATA} (set EDGEPOSE_TEST_DATA to the shared data folder)")

@@ -17,6 +17,7 @@ import pytest
 
 from _models import CLIP, POSETRACK, ROOT, tiny_onnx
 from edgepose.cli import main
+from conftest import DATA, needs_data
 
 PERSON_KEYS = {"id", "box", "box_score", "score", "keypoints", "scores"}
 
@@ -30,6 +31,7 @@ def _read_jsonl(path: Path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@needs_data
 def test_video_end_to_end(model, tmp_path, capsys):
     jl, mp4 = tmp_path / "a.jsonl", tmp_path / "a.mp4"
     rc = main(["run", "--video", str(CLIP), "--model", str(model), "--jsonl", str(jl), "--out", str(mp4)])
@@ -56,6 +58,7 @@ def test_video_end_to_end(model, tmp_path, capsys):
     assert "280 frames" in capsys.readouterr().err
 
 
+@needs_data
 def test_jsonl_to_stdout_max_frames_and_boxes(model, tmp_path, capsys):
     boxes = tmp_path / "b.json"
     boxes.write_text(json.dumps([[20, 10, 150, 230], [170, 20, 160, 220]]))
@@ -69,6 +72,7 @@ def test_jsonl_to_stdout_max_frames_and_boxes(model, tmp_path, capsys):
     assert all(len(i) == 2 for i in ids)
 
 
+@needs_data
 def test_posetrack_clip_per_frame_boxes(model, tmp_path):
     """The 5-frame 1280x720 PoseTrack clip with per-frame boxes ({frame: boxes}; frame 3 has
     none): one line per frame, persons as given. (The clip has no annotations and the weights
@@ -86,8 +90,9 @@ def test_posetrack_clip_per_frame_boxes(model, tmp_path):
     assert recs[1]["persons"][0]["box"][0] in (390.0, 650.0)
 
 
+@needs_data
 def test_image_with_annotated_output(model, tmp_path):
-    img = ROOT / "tests" / "data" / "posetrack_mini" / "images" / "val" / "009473_mpii_test" / "000000.jpg"
+    img = DATA / "posetrack_mini" / "images" / "val" / "009473_mpii_test" / "000000.jpg"
     out = tmp_path / "o.jpg"
     jl = tmp_path / "o.jsonl"
     assert main(["run", "--image", str(img), "--model", str(model), "--out", str(out), "--jsonl", str(jl),
@@ -110,6 +115,7 @@ def _one_line_error(capsys, argv, match):
     return err[0]
 
 
+@needs_data
 def test_error_paths(model, tmp_path, capsys):
     v = ["--video", str(CLIP)]
     _one_line_error(capsys, ["run", *v, "--model", str(tmp_path / "none.onnx")], "file not found")
@@ -140,6 +146,7 @@ def test_error_paths(model, tmp_path, capsys):
     _one_line_error(capsys, ["run", *v, "--model", str(notmodel)], "onnxruntime cannot load")
 
 
+@needs_data
 def test_subprocess_exit_code_and_single_line():
     r = subprocess.run([sys.executable, "-m", "edgepose", "run", "--video", str(CLIP), "--model", "missing.onnx"],
                        capture_output=True, text=True, timeout=60)
@@ -147,6 +154,7 @@ def test_subprocess_exit_code_and_single_line():
     assert r.stderr.strip() == "edgepose: error: --model missing.onnx: file not found"
 
 
+@needs_data
 def test_sigterm_stops_cleanly_serves_and_flushes(model, tmp_path):
     """A long run with a (slow) detector plug-in and the preview server: fetch a frame with
     the token, SIGTERM it, and find every written JSON line complete."""
@@ -183,6 +191,7 @@ def test_sigterm_stops_cleanly_serves_and_flushes(model, tmp_path):
     assert all(len(r["persons"]) >= 1 for r in recs)
 
 
+@needs_data
 def test_loop_replays_the_clip(model, tmp_path, capsys):
     clip = POSETRACK / "videos" / "000001_mpiinew_test" / "000001_mpiinew_test.mp4"  # 5 frames
     assert main(["run", "--video", str(clip), "--model", str(model), "--jsonl", "-", "--loop", "--max-frames", "12",
@@ -192,6 +201,7 @@ def test_loop_replays_the_clip(model, tmp_path, capsys):
     assert all(b["time"] > a["time"] for a, b in zip(recs, recs[1:]))
 
 
+@needs_data
 def test_outputs_never_clobber_inputs(model, tmp_path, capsys):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(CLIP.read_bytes())

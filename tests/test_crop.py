@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 
 import edgepose
 from edgepose.geometry import crop_matrices, get_affine_transform
+from conftest import DATA as _DATA, needs_data
 
 crop = importlib.import_module("edgepose.crop")
-DATA = Path(__file__).resolve().parent / "data" / "coco_mini"
+DATA = _DATA / "coco_mini"
 native = pytest.mark.skipif(not edgepose.native_available(), reason="edgepose._native not built")
 IN_W, IN_H = 192, 256
 CV_ROUNDING = "float" if int(cv2.__version__.split(".")[0]) >= 5 else "fixed"
@@ -67,6 +68,7 @@ def random_mats(rng, frame, n):
     return crop_matrices(boxes, (IN_W, IN_H), rot=rng.uniform(-60, 60, n))[2]
 
 
+@needs_data
 @native
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("to_rgb", [False, True])
@@ -82,6 +84,7 @@ def test_u8_equals_cv2_and_twin_on_real_frames(frames, to_rgb, rounding):
         np.testing.assert_array_equal(got, twin)
 
 
+@needs_data
 @native
 def test_f32_equals_cv2_plus_normalise(frames):
     rng = np.random.default_rng(2)
@@ -104,6 +107,7 @@ def test_f32_equals_cv2_plus_normalise(frames):
     assert_like_cv2(bgr, cv2_crops(frame, mats, (IN_W, IN_H)))
 
 
+@needs_data
 @native
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("view", ["every_other_column", "crop_of_bigger", "reversed_channels", "big_stride", "flipped_rows"])
@@ -138,6 +142,7 @@ def test_non_contiguous_frames(frames, view, rounding):
                                                                 rounding=rounding))
 
 
+@needs_data
 @native
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 def test_fully_outside_is_zero_and_edges(frames, rounding):
@@ -188,6 +193,7 @@ def test_property_random_affines(a, b, c, d, tx, ty, ow, oh, fw, fh, seed, uprig
     np.testing.assert_array_equal(got, crop.warp_crops_numpy(f, m, (ow, oh), layout="nhwc", rounding=rounding))
 
 
+@needs_data
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("impl", ["numpy", "auto"])
 def test_empty_batch(frames, impl, rounding):
@@ -198,6 +204,7 @@ def test_empty_batch(frames, impl, rounding):
     assert out.shape == (0, IN_H, IN_W, 3) and out.dtype == np.uint8
 
 
+@needs_data
 @pytest.mark.parametrize("impl", ["numpy", "auto"])
 def test_errors_name_the_argument(frames, impl):
     edgepose.set_implementation(impl)
@@ -238,6 +245,7 @@ def test_errors_name_the_argument(frames, impl):
             edgepose.warp_crops(**kwargs, rounding="float")
 
 
+@needs_data
 @native
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 def test_switching_gives_same_result(frames, rounding):
@@ -261,6 +269,7 @@ def test_native_module_rechecks_memory_safety():
         _native.warp_crops_u8(np.zeros((4, 4, 3), np.uint8), np.eye(2, 3)[None], 2, 2, False, 7)
 
 
+@needs_data
 def test_twin_matches_cv2_single_box(frames):
     """The NumPy twin alone (no native module needed) reproduces cv2.warpAffine."""
     m = get_affine_transform((200.3, 150.7), (1.1, 1.4), 25.0, (IN_W, IN_H))
@@ -268,6 +277,7 @@ def test_twin_matches_cv2_single_box(frames):
     assert_like_cv2(got, cv2_crops(frames[3], [m], (IN_W, IN_H))[0])
 
 
+@needs_data
 @native
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("to_rgb", [False, True])
@@ -299,6 +309,7 @@ def _boxes_inside(rng, w, h, n):
     return np.stack([rng.uniform(w / 4, w / 2, n), rng.uniform(h / 4, h / 2, n), bw, bh], 1)
 
 
+@needs_data
 @native
 def test_concurrent_warps(frames):
     from concurrent.futures import ThreadPoolExecutor
@@ -337,6 +348,7 @@ def sharp_frame():
     return f
 
 
+@needs_data
 @pytest.mark.parametrize("impl", ["numpy", "auto"])
 def test_float_rounding_is_exact_bilinear_within_one_level(frames, impl):
     edgepose.set_implementation(impl)
@@ -388,6 +400,7 @@ def test_fma32_rounds_once():
     assert got.dtype == np.float32 and got.shape == (3,) and np.all(got == 1)
 
 
+@needs_data
 @native
 def test_float_rounding_tiny_and_half_weights(frames):
     """Weights below 2**-20 (source coordinates just past a pixel centre) take the native
@@ -413,6 +426,7 @@ def letterbox_matrix(w, h, size):
 BORDERS = [114, (10, 200, 30), 255]
 
 
+@needs_data
 @native
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("border", BORDERS[:2])
@@ -455,6 +469,7 @@ def test_border_value_equals_cv2(frames, rounding, border):
                                    border_value=border))
 
 
+@needs_data
 @native
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (3, 5)])
@@ -493,6 +508,7 @@ def test_property_border_value(a, b, c, d, tx, ty, ow, oh, fw, fh, seed, upright
                                                              border_value=border))
 
 
+@needs_data
 @native
 @pytest.mark.parametrize("to_rgb", [False, True])
 def test_whole_pixel_shifts(frames, to_rgb):

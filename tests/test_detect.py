@@ -19,6 +19,7 @@ from edgepose.crop import warp_crops
 from edgepose.detect import (DetectorError, DetectorMeta, HogDetector, PersonDetector, identify_head, num_anchors)
 from edgepose.geometry import Letterbox
 from edgepose.metadata import sidecar_path
+from conftest import needs_data
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = [DATA / "coco_mini" / "000000040083.jpg", DATA / "coco_mini" / "000000196141.jpg",
@@ -53,6 +54,7 @@ def _planted_boxes(frame: np.ndarray, n: int = 4, seed: int = 0) -> np.ndarray:
 
 # --------------------------------------------------------------------------- letterbox geometry
 
+@needs_data
 @pytest.mark.parametrize("photo,size", [(PHOTOS[2], (640, 640)), (PHOTOS[3], (640, 384)), (PHOTOS[1], (320, 320))])
 def test_letterbox_warp_matches_resize_and_pad(photo, size):
     """The warp with the letterbox affine and border 114 is cv2.resize + copyMakeBorder (the
@@ -102,6 +104,7 @@ def test_identify_head_each_layout_and_refusal():
         identify_head([(1, 84, 8400)], (640, 640), head="dfl")  # a sidecar's forced head must fit
 
 
+@needs_data
 def test_random_torch_heads_are_recognised(tmp_path):
     pytest.importorskip("torch")
     frame = cv2.imread(str(PHOTOS[0]))
@@ -139,6 +142,7 @@ def _run_jsonl(args, capsys):
     return lines[0]["persons"]
 
 
+@needs_data
 @pytest.mark.parametrize("kind", ["ultralytics", "dfl9", "dfl6", "yolox"])
 @pytest.mark.parametrize("photo", PHOTOS, ids=lambda p: p.name)
 def test_planted_detector_through_run(kind, photo, pose_model, tmp_path, capsys):
@@ -160,6 +164,7 @@ def test_planted_detector_through_run(kind, photo, pose_model, tmp_path, capsys)
         assert p["score"] == pytest.approx(p["box_score"] * mean, abs=2e-4)
 
 
+@needs_data
 def test_score_threshold_and_duplicates(tmp_path):
     frame = cv2.imread(str(PHOTOS[0]))
     boxes = _planted_boxes(frame, 3, seed=3)
@@ -171,6 +176,7 @@ def test_score_threshold_and_duplicates(tmp_path):
     np.testing.assert_allclose(b[:, :4], boxes[:2], atol=1e-3)
 
 
+@needs_data
 def test_sidecar_overrides_class_and_padding(tmp_path):
     frame = cv2.imread(str(PHOTOS[1]))
     boxes = _planted_boxes(frame, 2, seed=5)
@@ -241,6 +247,7 @@ def _fake_rknn(onnx_path: Path, rknn_path: Path, quant=None) -> Path:
     return rknn_path
 
 
+@needs_data
 def test_rknnlite_adapter_float_and_int8(tmp_path):
     frame = cv2.imread(str(PHOTOS[2]))
     boxes = _planted_boxes(frame, 3, seed=7)
@@ -276,6 +283,7 @@ def test_rknnlite_adapter_float_and_int8(tmp_path):
 
 # --------------------------------------------------------------------------- HOG, CLI, info
 
+@needs_data
 @pytest.mark.skipif(not hasattr(cv2, "HOGDescriptor"), reason="this OpenCV has no HOGDescriptor (OpenCV 5)")
 def test_hog_finds_people_on_a_multi_person_photo(pose_model, capsys):
     from host_tools.det_build import match_boxes
@@ -292,6 +300,7 @@ def test_hog_finds_people_on_a_multi_person_photo(pose_model, capsys):
     assert HogDetector()(np.full((240, 320, 3), 128, np.uint8)).shape == (0, 5)  # a blank frame: nobody
 
 
+@needs_data
 def test_detector_errors_are_one_line(pose_model, tmp_path, capsys):
     img = str(PHOTOS[0])
     base = ["run", "--image", img, "--model", str(pose_model), "--quiet"]
@@ -304,6 +313,7 @@ def test_detector_errors_are_one_line(pose_model, tmp_path, capsys):
     assert "MODULE:NAME" in capsys.readouterr().err
 
 
+@needs_data
 def test_info_describes_a_detector(tmp_path, capsys):
     frame = cv2.imread(str(PHOTOS[0]))
     p = _plant("dfl9", tmp_path / "det.onnx", frame, _planted_boxes(frame, 1), np.array([0.9]))
@@ -321,6 +331,7 @@ def test_info_describes_a_detector(tmp_path, capsys):
     assert rc == (1 if not installed("rknnlite") else rc)
 
 
+@needs_data
 def test_dynamic_axes_export_is_probed(tmp_path):
     """An Ultralytics export with dynamic=True has symbolic input and output sizes: the layout
     comes from one probe inference at the sidecar's (or the default 640x640) input size."""
@@ -340,6 +351,7 @@ def test_dynamic_axes_export_is_probed(tmp_path):
         np.testing.assert_allclose(det(frame)[:, :4], boxes, atol=1e-3)
 
 
+@needs_data
 def test_detect_every_propagates_between_detections(pose_model, tmp_path, capsys):
     from _models import CLIP
 

@@ -16,9 +16,10 @@ from host_tools.errors import UserError  # noqa: E402
 from host_tools.export_onnx import export_model  # noqa: E402
 from host_tools.model import get_pose_net  # noqa: E402
 from edgepose.metadata import METADATA_KEY, ModelMeta, read_onnx_metadata  # noqa: E402
+from conftest import DATA, needs_data
 
 ROOT = Path(__file__).resolve().parents[1]
-COCO = ROOT / "tests" / "data" / "coco_mini"
+COCO = DATA / "coco_mini"
 SMALL = ["MODEL.IMAGE_SIZE=[96,128]", "MODEL.EXTRA.HEATMAP_SIZE=[24,32]", "MODEL.EXTRA.NUM_LAYERS=18"]
 CFG_YAML = """MODEL:
   IMAGE_SIZE: [96, 128]
@@ -49,6 +50,7 @@ def _real_crop(meta: ModelMeta) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
+@needs_data
 def test_export_matches_torch_on_a_real_crop(small_net, tmp_path):
     cfg, net = small_net
     meta = model_meta(cfg)

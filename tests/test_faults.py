@@ -19,6 +19,7 @@ import pytest
 from _models import CLIP, DATA, tiny_onnx
 from edgepose import cli, sinks
 from edgepose.cli import FrameSource, SourceLost, main
+from conftest import needs_data
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +102,7 @@ def test_reconnect_zero_gives_up_at_once(camera, capsys):
     assert main(["run", "--camera", "0", "--model", "x.onnx", "--reconnect", "-1"]) == 2
 
 
+@needs_data
 def test_video_that_ends_early_is_just_the_end(tmp_path, model):
     short = tmp_path / "short.mp4"
     cap = cv2.VideoCapture(str(CLIP))
@@ -154,6 +156,7 @@ def small_disk():
     d.rmdir()
 
 
+@needs_data
 def test_full_disk_ends_with_one_line_and_valid_outputs(small_disk, model):
     jl, mp4 = small_disk / "run.jsonl", small_disk / "run.mp4"
     res = subprocess.run([sys.executable, "-m", "edgepose", "run", "--video", str(CLIP), "--loop", "--model",
@@ -182,6 +185,7 @@ def test_image_folder_is_named_as_a_folder(model, tmp_path, capsys):
     assert len(err) == 1 and "is a folder; give one image file" in err[0]
 
 
+@needs_data
 def test_truncated_jpeg_is_processed_with_one_warning(model, tmp_path):
     src = (DATA / "coco_mini" / "000000000785.jpg").read_bytes()
     bad = tmp_path / "cut.jpg"

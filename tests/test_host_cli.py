@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DATA, needs_data
 
 pytest.importorskip("torch", reason="host tools test: needs torch (pip install '.[host]')")
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "tests" / "data"
 SMALL = ["MODEL.EXTRA.NUM_LAYERS=18", "MODEL.IMAGE_SIZE=[64,96]", "MODEL.EXTRA.HEATMAP_SIZE=[16,24]",
          "TRAIN.BATCH_SIZE=6", "TEST.BATCH_SIZE=12", "MODEL.PRETRAINED=",
          f"DATASET.TRAIN_ANN={DATA / 'coco_mini/test_coco.json'}", f"DATASET.TRAIN_IMAGES={DATA / 'coco_mini'}",
@@ -25,6 +25,7 @@ def host_tools(*args, cwd=None):
                           cwd=cwd or ROOT, env=env, timeout=300)
 
 
+@needs_data
 def test_train_one_epoch_then_resume_then_valid(tmp_path):
     run = tmp_path / "run"
     r = host_tools("train", "--cfg", EXP, "--out", str(run), "--workers", "1", "TRAIN.END_EPOCH=1", *SMALL)
@@ -105,6 +106,7 @@ def test_help_lists_commands():
     assert r.returncode == 0 and "train" in r.stdout and "valid" in r.stdout
 
 
+@needs_data
 def test_torchrun_two_cpu_processes(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():

@@ -7,6 +7,7 @@ pytest.importorskip("torch", reason="host tools test: needs torch (pip install '
 
 from host_tools.config import DEFAULTS, load_config, model_meta
 from host_tools.errors import UserError
+from conftest import needs_data
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "experiments"
@@ -77,9 +78,11 @@ def test_colour_convention_recorded_in_metadata():
     assert mpii.input_size == (256, 256) and mpii.heatmap_size == (64, 64)
 
 
+@needs_data
 def test_yaml_paths_resolve_from_any_working_directory(tmp_path, monkeypatch):
-    """The mini experiments name tests/data/... relative to the repository root; started from
-    elsewhere, the paths are anchored at the folder above the YAML where they exist."""
+    """The mini experiments name ${EDGEPOSE_TEST_DATA:-../shared/data}/... relative to the
+    repository root; started from elsewhere, the paths are anchored at the folder above the YAML
+    where they exist."""
     from pathlib import Path
 
     from host_tools.config import load_config
@@ -92,3 +95,20 @@ def test_yaml_paths_resolve_from_any_working_directory(tmp_path, monkeypatch):
     # an override given on the command line is taken as written
     cfg = load_config(yaml_path, ["DATASET.TRAIN_ANN=elsewhere.json"])
     assert cfg.DATASET.TRAIN_ANN == "elsewhere.json"
+
+
+def test_env_references_in_yaml_paths_expand_like_a_shell(tmp_path, monkeypatch):
+    """``${VAR:-default}`` in a path key: the variable when set, else the default; an unset
+    variable without a default stays as written."""
+    from host_tools.config import expand_env
+
+    (tmp_path / "ann.json").write_text("{}")
+    y = tmp_path / "exp.yaml"
+    y.write_text("DATASET:\n  TRAIN_ANN: '${EP_TEST_DIR:-nowhere}/ann.json'\n  TEST_ANN: '${EP_UNSET_VAR}/x.json'\n")
+    monkeypatch.setenv("EP_TEST_DIR", str(tmp_path))
+    monkeypatch.delenv("EP_UNSET_VAR", raising=False)
+    cfg = load_config(y)
+    assert cfg.DATASET.TRAIN_ANN == str(tmp_path / "ann.json")
+    assert cfg.DATASET.TEST_ANN == "${EP_UNSET_VAR}/x.json"
+    monkeypatch.delenv("EP_TEST_DIR")
+    assert expand_env("${EP_TEST_DIR:-../shared/data}/coco_mini") == "../shared/data/coco_mini"

@@ -14,8 +14,10 @@ from host_tools.config import load_config
 from host_tools.datasets import build_dataset
 from host_tools.datasets.base import fliplr_joints
 from host_tools.errors import UserError
+from conftest import DATA, needs_data
 
-DATA = Path(__file__).resolve().parent / "data"
+pytestmark = needs_data
+
 COCO = [f"DATASET.TRAIN_ANN={DATA / 'coco_mini/test_coco.json'}", f"DATASET.TRAIN_IMAGES={DATA / 'coco_mini'}",
         f"DATASET.TEST_ANN={DATA / 'coco_mini/test_coco.json'}", f"DATASET.TEST_IMAGES={DATA / 'coco_mini'}",
         "MODEL.IMAGE_SIZE=[96,128]", "MODEL.EXTRA.HEATMAP_SIZE=[24,32]"]

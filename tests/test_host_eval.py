@@ -12,8 +12,10 @@ from host_tools.datasets import build_dataset
 from host_tools.evaluate.coco_eval import coco_keypoint_ap, postprocess
 from host_tools.evaluate.pckh import head_sizes, pckh
 from host_tools.valid import evaluate
+from conftest import DATA, needs_data
 
-DATA = Path(__file__).resolve().parent / "data"
+pytestmark = needs_data
+
 COCO_ANN = DATA / "coco_mini" / "test_coco.json"
 MPII_ANN = DATA / "mpii_mini" / "test_mpii.json"
 

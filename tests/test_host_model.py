@@ -7,8 +7,8 @@ torch = pytest.importorskip("torch", reason="host tools test: needs torch (pip i
 from host_tools.config import load_config
 from host_tools.errors import UserError
 from host_tools.model import PoseResNet, get_pose_net, load_checkpoint
+from conftest import OWN_DATA
 
-DATA = Path(__file__).resolve().parent / "data"
 
 
 def _cfg(*over):
@@ -16,7 +16,7 @@ def _cfg(*over):
 
 
 def test_parameter_names_match_the_official_checkpoint():
-    official = (DATA / "pose_resnet_50_official_keys.txt").read_text().split()
+    official = (OWN_DATA / "pose_resnet_50_official_keys.txt").read_text().split()
     ours = ["module." + k for k in get_pose_net(_cfg()).state_dict()]
     assert ours == official
 

@@ -13,8 +13,10 @@ from host_tools.datasets import build_dataset
 from host_tools.model import get_pose_net
 from host_tools.train import JointsMSELoss, build_optimizer, seed_everything, train_one_epoch
 from host_tools.valid import validate
+from conftest import DATA, needs_data
 
-DATA = Path(__file__).resolve().parent / "data"
+pytestmark = needs_data
+
 
 
 @pytest.mark.slow

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DATA, needs_data
+
+pytestmark = needs_data
 
 torch = pytest.importorskip("torch", reason="host tools test: needs torch (pip install '.[host]')")
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "tests" / "data"
 EXP = str(ROOT / "experiments/coco/resnet50/256x192_d256x3_adam_lr1e-3.yaml")
 TINY = ["MODEL.EXTRA.NUM_LAYERS=18", "MODEL.IMAGE_SIZE=[32,64]", "MODEL.EXTRA.HEATMAP_SIZE=[8,16]",
         "TRAIN.BATCH_SIZE=4", "TRAIN.MAX_ITERS=3", "TRAIN.END_EPOCH=2", "TRAIN.SEED=7", "MODEL.PRETRAINED=",

@@ -8,8 +8,8 @@ torch = pytest.importorskip("torch", reason="host tools test: needs torch (pip i
 from host_tools.config import load_config
 from host_tools.model import get_pose_net
 from host_tools.train import JointsMSELoss, build_optimizer, train
+from conftest import DATA, needs_data
 
-DATA = Path(__file__).resolve().parent / "data"
 MINI = [f"DATASET.TRAIN_ANN={DATA / 'coco_mini/test_coco.json'}", f"DATASET.TRAIN_IMAGES={DATA / 'coco_mini'}",
         f"DATASET.TEST_ANN={DATA / 'coco_mini/test_coco.json'}", f"DATASET.TEST_IMAGES={DATA / 'coco_mini'}",
         "MODEL.EXTRA.NUM_LAYERS=18", "MODEL.IMAGE_SIZE=[64,96]", "MODEL.EXTRA.HEATMAP_SIZE=[16,24]", "WORKERS=0"]
@@ -41,6 +41,7 @@ def test_optimizers_follow_the_config():
     assert (g["lr"], g["momentum"], g["weight_decay"], g["nesterov"]) == (0.1, 0.8, 0.0005, True)
 
 
+@needs_data
 def test_multistep_lr_and_checkpoints(tmp_path):
     cfg = load_config(None, MINI + ["TRAIN.END_EPOCH=3", "TRAIN.LR_STEP=[1,2]", "TRAIN.LR_FACTOR=0.1",
                                     "TRAIN.MAX_ITERS=1", "TRAIN.BATCH_SIZE=4"])

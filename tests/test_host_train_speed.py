@@ -16,8 +16,8 @@ from host_tools.errors import UserError
 from host_tools.model import get_pose_net
 from host_tools.train import JointsMSELoss, Precision, build_optimizer, train, train_one_epoch
 from tests._foreign_weights import fill, torchvision_resnet_shapes
+from conftest import DATA, needs_data
 
-DATA = Path(__file__).resolve().parent / "data"
 MINI = [f"DATASET.TRAIN_ANN={DATA / 'coco_mini/test_coco.json'}", f"DATASET.TRAIN_IMAGES={DATA / 'coco_mini'}",
         "MODEL.EXTRA.NUM_LAYERS=18", "MODEL.IMAGE_SIZE=[64,96]", "MODEL.EXTRA.HEATMAP_SIZE=[16,24]", "WORKERS=0",
         "MODEL.EXTRA.NUM_DECONV_FILTERS=[32,32,32]"]
@@ -49,6 +49,7 @@ def weights(model):
     return OrderedDict((k, v.detach().clone().contiguous()) for k, v in model.state_dict().items())
 
 
+@needs_data
 def test_channels_last_trains_the_same_network():
     # SGD: Adam's first steps move every weight by ~lr whatever the gradient's size, so rounding
     # differences of near-zero gradients would show as lr-sized differences
@@ -62,6 +63,7 @@ def test_channels_last_trains_the_same_network():
             torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5, msg=k)
 
 
+@needs_data
 def test_bf16_autocast_runs_the_network_in_bf16_and_learns_like_fp32():
     prec = Precision(CPU, "bf16", channels_last=True)
     assert prec.describe() == "bf16 autocast, channels_last"
@@ -82,6 +84,7 @@ def test_bf16_autocast_runs_the_network_in_bf16_and_learns_like_fp32():
     assert all(torch.isfinite(v).all() for v in weights(m_bf).values() if v.is_floating_point())
 
 
+@needs_data
 def test_fp16_uses_a_grad_scaler_that_survives_a_resume(tmp_path):
     prec = Precision(CPU, "fp16")
     assert prec.scaler.is_enabled() and not Precision(CPU, "bf16").scaler.is_enabled()
@@ -97,6 +100,7 @@ def test_fp16_uses_a_grad_scaler_that_survives_a_resume(tmp_path):
     assert torch.load(tmp_path / "run" / "checkpoint.pth.tar", map_location="cpu", weights_only=True)["epoch"] == 2
 
 
+@needs_data
 def test_loss_is_read_back_only_at_print_points(monkeypatch):
     """No host synchronisation per iteration: the running loss (a float64 sum on the device)
     is read once per ``print_freq`` iterations and once at the end."""
@@ -116,6 +120,7 @@ def test_loss_is_read_back_only_at_print_points(monkeypatch):
     assert len(reads) == 1
 
 
+@needs_data
 def test_non_finite_loss_stops_at_the_next_print_point_in_one_line():
     class NanAfterFirst(torch.nn.Module):
         calls = 0
@@ -131,6 +136,7 @@ def test_non_finite_loss_stops_at_the_next_print_point_in_one_line():
         train_one_epoch(model, synthetic_loader(), NanAfterFirst(), opt, CPU, 0, progress=False, print_freq=3)
 
 
+@needs_data
 def test_log_csv_has_the_data_wait_share_and_train_says_how_it_runs(tmp_path, capsys):
     cfg = load_config(None, MINI + ["TRAIN.AMP=bf16", "TRAIN.END_EPOCH=1", "TRAIN.MAX_ITERS=2", "TRAIN.BATCH_SIZE=4"])
     train(cfg, tmp_path / "run", validate_each_epoch=False, progress=False)
@@ -161,6 +167,7 @@ def test_bad_speed_settings_are_one_line(override, message):
         load_config(None, [override])
 
 
+@needs_data
 def test_pretrained_backbone_is_announced(tmp_path, capsys):
     torch.save(fill(torchvision_resnet_shapes(18)), tmp_path / "resnet18-f37072fd.pth")
     cfg = load_config(None, MINI + [f"MODEL.PRETRAINED={tmp_path / 'resnet18-f37072fd.pth'}", "TRAIN.END_EPOCH=1",
@@ -170,6 +177,7 @@ def test_pretrained_backbone_is_announced(tmp_path, capsys):
     assert "=> MODEL.PRETRAINED: ResNet-18 (BasicBlock, blocks 2-2-2-2) backbone from" in err and "tensors loaded" in err
 
 
+@needs_data
 def test_cudnn_settings_of_the_config_are_applied(tmp_path):
     flags = torch.backends.cudnn
     before = (flags.benchmark, flags.deterministic, flags.enabled)

@@ -22,9 +22,9 @@ from host_tools.model import get_pose_net, load_checkpoint
 from host_tools.weights import apply_conventions, expected_shapes, prepare, read_weights
 from tests._foreign_weights import (fill, heatmap_head_shapes, mmpose0_config, mmpose1_config, torchvision_resnet_shapes,
                                     write_safetensors)
+from conftest import DATA, OWN_DATA, needs_data
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "tests" / "data"
 SMALL = ["MODEL.EXTRA.NUM_LAYERS=18", "MODEL.IMAGE_SIZE=[64,96]", "MODEL.EXTRA.HEATMAP_SIZE=[16,24]",
          "TEST.BATCH_SIZE=12", "MODEL.PRETRAINED=", "WORKERS=0",
          f"DATASET.TEST_ANN={DATA / 'coco_mini/test_coco.json'}", f"DATASET.TEST_IMAGES={DATA / 'coco_mini'}"]
@@ -81,10 +81,11 @@ def test_definitions_give_the_known_key_counts():
     assert len(torchvision_resnet_shapes(18)) == 122
     assert len(torchvision_resnet_shapes(50)) == 320
     assert len(torchvision_resnet_shapes(50, tracked=False)) == 267
-    official = (DATA / "pose_resnet_50_official_keys.txt").read_text().split()
+    official = (OWN_DATA / "pose_resnet_50_official_keys.txt").read_text().split()
     assert ["module." + k for k in expected_shapes(load_config())] == official
 
 
+@needs_data
 @pytest.mark.parametrize("extra", [
     [],
     ["MODEL.EXTRA.NUM_LAYERS=50"],
@@ -123,6 +124,7 @@ def test_torchvision_resnet50_files_initialise_the_backbone(tmp_path, name, trac
     assert float(got["final_layer.bias"].abs().sum()) == 0  # head: the original init, untouched
 
 
+@needs_data
 def test_timm_files_initialise_the_backbone(tmp_path):
     state = fill(torchvision_resnet_shapes(18, tracked=False), seed=2)
     # timm's train script wrapper (pickled argparse args: needs the full unpickler)
@@ -138,6 +140,7 @@ def test_timm_files_initialise_the_backbone(tmp_path):
         assert torch.equal(model.state_dict()["layer4.1.conv2.weight"], state["layer4.1.conv2.weight"])
 
 
+@needs_data
 def test_backbone_file_that_does_not_fit_is_one_line(tmp_path):
     state = fill(torchvision_resnet_shapes(18), seed=3)
     del state["layer3.1.bn2.running_var"]
@@ -150,6 +153,7 @@ def test_backbone_file_that_does_not_fit_is_one_line(tmp_path):
         get_pose_net(load_config(None, ["MODEL.PRETRAINED=" + str(tmp_path / "resnet18.pth")]), is_train=True)
 
 
+@needs_data
 def test_deep_stem_variants_are_refused_by_name(tmp_path):
     tv = torchvision_resnet_shapes(18)
     timm_d = OrderedDict([(k, v) for k, v in tv.items() if not k.startswith(("conv1.", "bn1."))])
@@ -167,6 +171,7 @@ def test_deep_stem_variants_are_refused_by_name(tmp_path):
 # -------------------------------------------------------------------------- mmpose models
 
 
+@needs_data
 def test_mmpose1_checkpoint_conventions_flow_into_the_config(tmp_path, capsys):
     path = save_mmpose1(tmp_path / "td-hm_res18_coco-256x192.pth")
     info = read_weights(path)
@@ -183,6 +188,7 @@ def test_mmpose1_checkpoint_conventions_flow_into_the_config(tmp_path, capsys):
     assert cfg.DATASET.COLOR_RGB is False
 
 
+@needs_data
 def test_original_and_host_tools_checkpoints_carry_their_colour_order(tmp_path, capsys):
     state = get_pose_net(small_cfg()).state_dict()
     # the original project's model_best.pth.tar (DataParallel keys): trained on BGR, whatever the config says
@@ -212,6 +218,7 @@ def test_original_and_host_tools_checkpoints_carry_their_colour_order(tmp_path, 
     assert capsys.readouterr().err == ""
 
 
+@needs_data
 def test_mmpose_checkpoint_without_meta_warns_once_naming_the_assumption(tmp_path, capsys):
     path = save_mmpose1(tmp_path / "bare.pth", meta=False)
     cfg = small_cfg("DATASET.COLOR_RGB=false")
@@ -221,6 +228,7 @@ def test_mmpose_checkpoint_without_meta_warns_once_naming_the_assumption(tmp_pat
     assert cfg.DATASET.COLOR_RGB is True
 
 
+@needs_data
 def test_udp_and_other_codecs_are_refused_in_one_line(tmp_path):
     path = save_mmpose1(tmp_path / "udp.pth", codec="UDPHeatmap")
     with pytest.raises(UserError) as e:
@@ -232,6 +240,7 @@ def test_udp_and_other_codecs_are_refused_in_one_line(tmp_path):
         prepare(small_cfg(), tmp_path / "udp0.pth", "valid")
 
 
+@needs_data
 def test_mmpose0_checkpoint(tmp_path):
     torch.save({"meta": {"config": mmpose0_config(18, 512), "mmcv_version": "1.7.0"},
                 "state_dict": mmpose1_state(head_prefix="keypoint_head.")}, tmp_path / "res18_coco_256x192.pth")
@@ -267,6 +276,7 @@ def _random_small_model(cfg):
     return model.eval()
 
 
+@needs_data
 def test_round_trip_through_every_layout(tmp_path):
     cfg = small_cfg("MODEL.EXTRA.NUM_DECONV_FILTERS=[32,32,32]")
     model = _random_small_model(cfg)
@@ -303,6 +313,7 @@ def test_round_trip_through_every_layout(tmp_path):
 # --------------------------------------------------------------------------- inspect-weights
 
 
+@needs_data
 def test_inspect_weights_describes_without_building(tmp_path, capsys, monkeypatch):
     from host_tools.cli import main
     import host_tools.model as hm
@@ -335,6 +346,7 @@ def host_tools(*args):
                           env=env, timeout=300)
 
 
+@needs_data
 def test_export_onnx_and_valid_on_an_mmpose_checkpoint(tmp_path):
     import onnx
 

@@ -31,9 +31,10 @@ from _models import rknn_from_onnx, tiny_onnx
 from edgepose.metadata import read_onnx_metadata, read_sidecar, write_sidecar
 from host_tools import npu_run as nr
 from host_tools.cli import main
+from conftest import DATA, needs_data
 
 ROOT = Path(__file__).resolve().parents[1]
-COCO = ROOT / "tests" / "data" / "coco_mini"
+COCO = DATA / "coco_mini"
 ANN = COCO / "test_coco.json"
 
 PERF2 = """\
@@ -205,6 +206,7 @@ def test_no_board_is_one_line(monkeypatch, fake_model, capsys):
     assert not Path(str(rknn) + ".npu.json").exists()
 
 
+@needs_data
 def test_toolkit2_board_sequence_perf_memory_agreement(monkeypatch, fake_model, tmp_path, capsys):
     onnx, rknn = fake_model
     double = _use(monkeypatch, FakeRKNN2, 2)
@@ -240,6 +242,7 @@ def test_toolkit2_board_sequence_perf_memory_agreement(monkeypatch, fake_model, 
     assert "already exists" in capsys.readouterr().err
 
 
+@needs_data
 def test_int8_board_outputs_are_dequantized_with_the_sidecar(monkeypatch, fake_model, tmp_path):
     onnx, rknn = fake_model
     q = tmp_path / "q.rknn"
@@ -298,6 +301,7 @@ def test_toolkit_failures_are_one_line_and_release(monkeypatch, fake_model, caps
     assert _calls(double)[-1] == "release" and not (tmp_path / "r.json").exists()
 
 
+@needs_data
 def test_device_choice_and_bad_input(monkeypatch, fake_model, capsys, tmp_path):
     _, rknn = fake_model
     _use(monkeypatch, FakeRKNN2, 2, adb=["A1", "B2"])

@@ -23,6 +23,7 @@ from edgepose.board import board_npu_cores, soc_npu_cores
 from edgepose.boxes import BoxSource
 from edgepose.cli import main
 from edgepose.pipeline import auto_workers, npu_core_count
+from conftest import needs_data
 
 BOXES = np.array([[20, 10, 150, 230], [170, 20, 160, 220]], np.float64)
 
@@ -60,6 +61,7 @@ def _same(a, b):
 
 # ----------------------------------------------------------------------------- order, identity
 
+@needs_data
 def test_order_under_random_latencies_matches_sequential(rknn_model, frames):
     """Each inference takes 1..25 ms at random, so workers finish out of order; results still
     come back in input order and equal the sequential estimator's, frame by frame."""
@@ -79,6 +81,7 @@ def test_order_under_random_latencies_matches_sequential(rknn_model, frames):
         assert r.latency_ms > 0
 
 
+@needs_data
 def test_onnxruntime_workers_match_sequential_with_tracking(onnx_model, frames):
     est = PoseEstimator(onnx_model)
     tracker = PoseTracker(est.sigmas)
@@ -108,6 +111,7 @@ class CountingDetector:
         return np.array([[20, 10, 150, 230, 0.9], [170, 20, 160, 220, 0.8]])
 
 
+@needs_data
 @pytest.mark.parametrize("detect_every", [1, 3])
 def test_detector_and_box_propagation(onnx_model, frames, detect_every):
     """One worker: exactly the sequential detector + propagation + tracking loop of the CLI.
@@ -144,6 +148,7 @@ def test_detector_and_box_propagation(onnx_model, frames, detect_every):
 
 # ----------------------------------------------------------------------------- sources
 
+@needs_data
 def test_file_source_never_drops_and_stays_bounded(onnx_model, frames):
     """A source much faster than the workers: every frame once, in order, and the source is
     never read further ahead than the bounded queues allow."""
@@ -168,6 +173,7 @@ def test_file_source_never_drops_and_stays_bounded(onnx_model, frames):
     assert max(ahead) <= workers + 2 * queue + 1
 
 
+@needs_data
 def test_live_source_drops_the_oldest_and_counts(rknn_model, frames):
     """A camera faster than the workers: the oldest waiting frames are dropped and counted,
     what is processed is in order, and the newest frame is never the one dropped."""
@@ -190,6 +196,7 @@ def test_live_source_drops_the_oldest_and_counts(rknn_model, frames):
         assert pipe.dropped == 0 and got == list(range(n))
 
 
+@needs_data
 def test_slow_live_source_drops_nothing(rknn_model, frames):
     cls = slow_double(latency_s=0.005, compute=False)
 
@@ -205,6 +212,7 @@ def test_slow_live_source_drops_nothing(rknn_model, frames):
 
 # ----------------------------------------------------------------------------- faults
 
+@needs_data
 def test_failed_frame_yields_error_and_goes_on(rknn_model, frames):
     cls = slow_double(latency_s=0.002, fail_on_black=True)
     black = {3, 4, 11}
@@ -223,6 +231,7 @@ def test_failed_frame_yields_error_and_goes_on(rknn_model, frames):
             _same(r.poses, ref(src[r.index]))
 
 
+@needs_data
 def test_failed_frame_default_is_one_log_line(onnx_model, frames, caplog):
     def det(frame):
         if frame[0, 0, 0] == 7:
@@ -258,6 +267,7 @@ def test_core_pinning(rknn_model):
     assert masks(workers=1) == [0]  # one worker: as before, the driver picks (auto)
 
 
+@needs_data
 def test_stop_ends_a_run_promptly_and_in_order(rknn_model, frames):
     cls = slow_double(latency_s=0.03, compute=False)
     with Pipeline(rknn_model, workers=2, rknnlite_cls=cls) as pipe:
@@ -274,6 +284,7 @@ def test_stop_ends_a_run_promptly_and_in_order(rknn_model, frames):
     assert not any(t.is_alive() for t in pipe._threads)
 
 
+@needs_data
 def test_breaking_out_of_the_loop_stops_the_threads(onnx_model, frames):
     pipe = Pipeline(onnx_model, workers=2)
     for r in pipe.run(frames):
@@ -332,6 +343,7 @@ def _strip_ms(recs):
     return [{k: v for k, v in r.items() if k != "ms"} for r in recs]
 
 
+@needs_data
 def test_cli_workers_match_sequential_run(onnx_model, tmp_path, capsys):
     boxes = tmp_path / "b.json"
     boxes.write_text(json.dumps(BOXES.tolist()))
@@ -360,6 +372,7 @@ class FlakyDetector:
         return BOXES
 
 
+@needs_data
 def test_cli_failed_frame_is_a_json_line_with_error(onnx_model, tmp_path, capsys):
     jl = tmp_path / "e.jsonl"
     FlakyDetector.calls = 0
@@ -375,12 +388,14 @@ def test_cli_failed_frame_is_a_json_line_with_error(onnx_model, tmp_path, capsys
                    "edgepose: frame 6: detector lost its device; going on"]
 
 
+@needs_data
 def test_cli_bad_workers_is_one_line(onnx_model, capsys):
     assert main(["run", "--video", str(CLIP), "--model", str(onnx_model), "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["edgepose: error: --workers 0: expected a number >= 1 or auto"]
 
 
+@needs_data
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_sigterm_mid_run_with_workers(onnx_model, tmp_path, sig):
     """SIGTERM / Ctrl-C while two workers are busy: the process ends within about a second, every JSON
@@ -426,6 +441,7 @@ def board_runtime(monkeypatch):
     return state
 
 
+@needs_data
 def test_cli_rknn_workers_pinned_and_in_order(rknn_model, tmp_path, board_runtime, capsys):
     runs = {}
     for w in ("1", "3"):
@@ -439,6 +455,7 @@ def test_cli_rknn_workers_pinned_and_in_order(rknn_model, tmp_path, board_runtim
     assert _strip_ms(runs["3"]) == _strip_ms(runs["1"]) and len(runs["1"]) == 30
 
 
+@needs_data
 def test_cli_worker_that_cannot_start_is_one_line(rknn_model, board_runtime, capsys):
     board_runtime["cls"] = cls = slow_double(fail_core_mask=2)  # NPU_CORE_1
     assert main(["run", "--video", str(CLIP), "--model", str(rknn_model), "--workers", "3"]) == 2
@@ -469,6 +486,7 @@ class FastCamera:
         pass
 
 
+@needs_data
 def test_cli_live_camera_drops_and_reports(onnx_model, tmp_path, monkeypatch, capsys):
     from edgepose import cli
 
@@ -487,6 +505,7 @@ def test_cli_live_camera_drops_and_reports(onnx_model, tmp_path, monkeypatch, ca
     assert f"{summary['dropped']} dropped" in err.splitlines()[-1]  # the summary line
 
 
+@needs_data
 def test_result_unpacks_and_a_runtime_without_core_masks_is_not_pinned(rknn_model, frames):
     from test_runtime_rknnlite import FakeRKNNLite
 

@@ -24,12 +24,13 @@ from host_tools.cli import main  # noqa: E402
 from host_tools.config import load_config, model_meta  # noqa: E402
 from host_tools.export_onnx import export_model  # noqa: E402
 from host_tools.model import get_pose_net  # noqa: E402
+from conftest import DATA, needs_data
 
 # rknn-toolkit2 2.5.0 calls onnx.mapping APIs that onnx 1.18 deprecates: thousands of warnings per build
-pytestmark = [pytest.mark.rknn, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [needs_data, pytest.mark.rknn, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 ROOT = Path(__file__).resolve().parents[1]
-COCO = ROOT / "tests" / "data" / "coco_mini"
+COCO = DATA / "coco_mini"
 ANN = COCO / "test_coco.json"
 TRAIN_STEPS = 200
 SMALL = ["MODEL.IMAGE_SIZE=[96,128]", "MODEL.EXTRA.HEATMAP_SIZE=[24,32]", "MODEL.EXTRA.NUM_LAYERS=18"]

@@ -22,10 +22,11 @@ from host_tools.cli import main  # noqa: E402
 from host_tools.errors import UserError  # noqa: E402
 from host_tools.export_onnx import export_model  # noqa: E402
 from host_tools.rknn_build import BuildOptions, check_target, toolkit1_kwargs, toolkit2_kwargs  # noqa: E402
+from conftest import DATA, needs_data
 
 ROOT = Path(__file__).resolve().parents[1]
-COCO = ROOT / "tests" / "data" / "coco_mini"
-MPII = ROOT / "tests" / "data" / "mpii_mini"
+COCO = DATA / "coco_mini"
+MPII = DATA / "mpii_mini"
 W, H = 96, 128
 
 try:
@@ -74,6 +75,7 @@ def _cli(capsys, *argv):
 
 # --------------------------------------------------------------------------- making crops
 
+@needs_data
 def test_crops_are_the_runtime_warp_of_each_person(calib_dir):
     lst, n = calib_dir
     paths = lst.read_text().split()
@@ -91,6 +93,7 @@ def test_crops_are_the_runtime_warp_of_each_person(calib_dir):
     assert np.abs(got[0].transpose(1, 2, 0).astype(int) - squashed).mean() > 10
 
 
+@needs_data
 def test_detections_and_mpii_give_crops(tmp_path):
     det = load_samples(COCO / "test_coco.json", COCO, det=COCO / "test_coco_det_AP_H_56.json", det_thr=0.5)
     assert det.kind == "det" and len(det.samples) > 12 and all(s.score >= 0.5 for s in det.samples)
@@ -101,6 +104,7 @@ def test_detections_and_mpii_give_crops(tmp_path):
                                             mp.samples[0].box[1] + mp.samples[0].box[3] / 2])
 
 
+@needs_data
 def test_make_calib_refuses_to_overwrite(calib_dir, onnx_model):
     lst, _ = calib_dir
     from host_tools.rknn_build import load_onnx_meta
@@ -116,6 +120,7 @@ def _write(p: Path, lines):
     return p
 
 
+@needs_data
 def test_relative_entries_resolve_against_the_list_folder(calib_dir, tmp_path):
     lst, _ = calib_dir
     names = [Path(p).name for p in lst.read_text().split()]
@@ -125,6 +130,7 @@ def test_relative_entries_resolve_against_the_list_folder(calib_dir, tmp_path):
     assert all(p.is_absolute() for p in got)
 
 
+@needs_data
 @pytest.mark.parametrize("case, message", [
     ("missing", "does not exist"),
     ("unreadable", "cannot be read as an image"),
@@ -172,6 +178,7 @@ def test_bad_lists_one_line_each(case, message, calib_dir, tmp_path):
         assert str(tmp_path / "crops" / "0.npy") in text  # resolved against the list's folder
 
 
+@needs_data
 def test_mean_std_lengths(onnx_model, calib_dir, capsys, tmp_path):
     lst, _ = calib_dir
     meta = ModelMeta(input_size=(W, H), heatmap_size=(24, 32))
@@ -187,6 +194,7 @@ def test_mean_std_lengths(onnx_model, calib_dir, capsys, tmp_path):
 
 # --------------------------------------------------------------------------- through the CLI
 
+@needs_data
 @needs_toolkit
 @pytest.mark.rknn
 def test_cli_bad_lists_exit_2_in_a_subprocess(calib_dir, onnx_model, tmp_path):
@@ -212,6 +220,7 @@ def test_cli_bad_lists_exit_2_in_a_subprocess(calib_dir, onnx_model, tmp_path):
         assert "Traceback" not in r.stderr and not out.exists()
 
 
+@needs_data
 @needs_toolkit
 @pytest.mark.rknn
 def test_cli_targets_and_options(calib_dir, onnx_model, tmp_path, capsys):

@@ -18,12 +18,13 @@ from _detmodels import export_random  # noqa: E402
 from edgepose.detect import DetectorMeta, read_detector_sidecar  # noqa: E402
 from host_tools.cli import main  # noqa: E402
 from host_tools.det_build import box_agreement, match_boxes  # noqa: E402
+from conftest import DATA, needs_data
 
 pytestmark = [pytest.mark.rknn, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 ROOT = Path(__file__).resolve().parents[1]
-COCO = ROOT / "tests" / "data" / "coco_mini"
-MPII = ROOT / "tests" / "data" / "mpii_mini"
+COCO = DATA / "coco_mini"
+MPII = DATA / "mpii_mini"
 
 
 def test_match_boxes_greedy_one_to_one():
@@ -40,6 +41,7 @@ def det_onnx(tmp_path_factory) -> Path:
     return export_random(tmp_path_factory.mktemp("det") / "det.onnx", "dfl", nc=80, input_wh=(320, 320))
 
 
+@needs_data
 def test_build_rknn_detector_and_verify(det_onnx, tmp_path, capsys):
     # a calibration list of whole images of different sizes: letterboxed by build-rknn
     lst = tmp_path / "images.txt"
@@ -66,6 +68,7 @@ def test_build_rknn_detector_and_verify(det_onnx, tmp_path, capsys):
     assert rep2["recall_at_0.5"] == pytest.approx(rep["recall_at_0.5"]) and rep2["matched"] == rep["matched"]
 
 
+@needs_data
 def test_build_rknn_detector_refusals(det_onnx, tmp_path, capsys):
     rc = main(["build-rknn", str(det_onnx), "-o", str(tmp_path / "x.rknn"), "--calib", str(COCO / "test_coco.json")])
     err = capsys.readouterr().err

@@ -13,6 +13,7 @@ from edgepose.estimator import PoseEstimator, Poses
 from edgepose.geometry import crop_matrices, get_affine_transform
 from edgepose.crop import warp_crops
 from edgepose.metadata import MetadataError
+from conftest import needs_data
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,7 @@ def frame():
 BOXES = np.array([[20, 10, 150, 230], [170, 20, 160, 220], [100, 50, 90, 120]], np.float64)
 
 
+@needs_data
 def test_full_frame_default(models, frame):
     est = PoseEstimator(models["dynamic"])
     p = est(frame)
@@ -47,6 +49,7 @@ def test_full_frame_default(models, frame):
     assert all(v >= 0 for v in est.last_timings.values())
 
 
+@needs_data
 def test_matches_hand_run_pipeline(models, frame):
     """The estimator = crop_matrices -> warp_crops -> onnxruntime -> decode(inverse heatmap affines)."""
     import onnxruntime as ort
@@ -65,6 +68,7 @@ def test_matches_hand_run_pipeline(models, frame):
     assert np.all(np.abs(p.keypoints - c[:, None, :]) <= half[:, None, :] + 1)
 
 
+@needs_data
 def test_fixed_batch_loops_and_agrees_with_dynamic(models, frame):
     dyn = PoseEstimator(models["dynamic"])
     fix = PoseEstimator(models["fixed"])
@@ -77,6 +81,7 @@ def test_fixed_batch_loops_and_agrees_with_dynamic(models, frame):
     np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
 
 
+@needs_data
 def test_dynamic_batch_is_one_inference(models, frame):
     est = PoseEstimator(models["dynamic"], flip_test=True)
     calls = []
@@ -86,6 +91,7 @@ def test_dynamic_batch_is_one_inference(models, frame):
     assert calls == [6]  # 3 persons + their mirrored crops in one batch
 
 
+@needs_data
 def test_flip_test_merges_the_mirrored_pass(models, frame):
     import onnxruntime as ort
 
@@ -104,6 +110,7 @@ def test_flip_test_merges_the_mirrored_pass(models, frame):
     assert not np.allclose(plain.keypoints, p.keypoints)
 
 
+@needs_data
 def test_numpy_and_native_kernels_agree(models, frame):
     est = PoseEstimator(models["dynamic"])
     a = est(frame, BOXES)
@@ -116,6 +123,7 @@ def test_numpy_and_native_kernels_agree(models, frame):
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
 
 
+@needs_data
 def test_detector_boxes_rescored_and_nms(models, frame):
     est = PoseEstimator(models["dynamic"])
     dup = np.array([[20, 10, 150, 230, 0.9], [20, 10, 150, 230, 0.8], [170, 20, 160, 220, 0.7]])
@@ -130,12 +138,14 @@ def test_detector_boxes_rescored_and_nms(models, frame):
     assert len(est(frame, dup[:, :4])) == 3
 
 
+@needs_data
 def test_no_boxes_gives_empty_poses(models, frame):
     p = PoseEstimator(models["dynamic"])(frame, np.zeros((0, 4)))
     assert len(p) == 0 and p.keypoints.shape == (0, 17, 2)
     assert p.to_list() == []
 
 
+@needs_data
 def test_to_list_schema(models, frame):
     p = PoseEstimator(models["dynamic"])(frame, BOXES[:1])
     (d,) = p.to_list()
@@ -171,6 +181,7 @@ def test_missing_metadata_and_bad_files(models, tmp_path):
         PoseEstimator(tmp_path / "none.onnx")
 
 
+@needs_data
 def test_bad_frame_and_boxes(models, frame):
     est = PoseEstimator(models["dynamic"])
     with pytest.raises(ValueError, match="frame"):
@@ -181,6 +192,7 @@ def test_bad_frame_and_boxes(models, frame):
         est(frame, np.zeros((2, 3)))
 
 
+@needs_data
 def test_posetrack_detector_boxes_through_nms(models):
     """The PoseTrack18 detections of one real frame (100 boxes with scores, many overlapping)
     through rescoring + OKS NMS: kept poses overlap by at most the threshold, and every dropped

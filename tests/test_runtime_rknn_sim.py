@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from _models import load_posetrack_frame, rknn_from_onnx, tiny_onnx
+from conftest import needs_data
 from edgepose.crop import warp_crops
 from edgepose.estimator import PoseEstimator
 from edgepose.geometry import crop_matrices
 
 rknn_api = pytest.importorskip("rknn.api", reason="rknn-toolkit2 (x86 converter) not installed")
-pytestmark = [pytest.mark.rknn, pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+pytestmark = [needs_data, pytest.mark.rknn, pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:pkg_resources is deprecated:UserWarning")]
 
 

@@ -26,6 +26,7 @@ from edgepose.backends import BackendError, choose_backend, create_backend, inst
 from edgepose.backends.rknnlite import RknnLiteBackend, core_mask_value
 from edgepose.estimator import PoseEstimator
 from edgepose.metadata import MetadataError, read_onnx_metadata
+from conftest import needs_data
 
 
 class FakeRKNNLite:
@@ -142,6 +143,7 @@ def test_double_matches_real_signatures():
         assert getattr(rknn_api.RKNN, c) == v
 
 
+@needs_data
 def test_reused_output_buffers_are_not_mixed_up(tmp_path, onnx_model, fake):
     """With reuse_outputs the runtime overwrites its buffer on every call: the per-person calls
     of a fixed-batch model (and the flip pass) must still give each person its own maps."""
@@ -155,6 +157,7 @@ def test_reused_output_buffers_are_not_mixed_up(tmp_path, onnx_model, fake):
     np.testing.assert_allclose(got.keypoints, ref.keypoints, atol=1e-3)
 
 
+@needs_data
 def test_float_outputs_match_onnx_path(tmp_path, onnx_model, fake):
     rk = tmp_path / "m.rknn"
     rknn_from_onnx(onnx_model, rk)
@@ -174,6 +177,7 @@ def test_float_outputs_match_onnx_path(tmp_path, onnx_model, fake):
     np.testing.assert_allclose(got.scores, ref.scores, atol=1e-4)
 
 
+@needs_data
 def test_int8_outputs_go_to_decode_quantized(tmp_path, onnx_model, fake, monkeypatch):
     rk = tmp_path / "q.rknn"
     scale, zp = 0.01, -5
@@ -205,6 +209,7 @@ def test_int8_outputs_go_to_decode_quantized(tmp_path, onnx_model, fake, monkeyp
     np.testing.assert_allclose(got.scores, flt.scores, atol=scale)
 
 
+@needs_data
 def test_int16_outputs(tmp_path, onnx_model, fake):
     """int16 builds have no integer decode kernel: the backend dequantizes them (sidecar scale)."""
     rk = tmp_path / "w16.rknn"
@@ -216,6 +221,7 @@ def test_int16_outputs(tmp_path, onnx_model, fake):
     np.testing.assert_allclose(got.scores, ref.scores, atol=2e-4)
 
 
+@needs_data
 def test_flip_test_runs_on_rknn(tmp_path, onnx_model, fake):
     rk = tmp_path / "m.rknn"
     rknn_from_onnx(onnx_model, rk)
@@ -247,6 +253,7 @@ def test_nonzero_return_codes(tmp_path, onnx_model, fake, knob, value, match):
         RknnLiteBackend(rknnlite_cls=fake).load(rk)
 
 
+@needs_data
 def test_inference_none_is_an_error(tmp_path, onnx_model, fake):
     rk = tmp_path / "m.rknn"
     rknn_from_onnx(onnx_model, rk)
@@ -256,6 +263,7 @@ def test_inference_none_is_an_error(tmp_path, onnx_model, fake):
         est(_frame(), BOXES)
 
 
+@needs_data
 def test_sidecar_problems(tmp_path, onnx_model, fake):
     rk = tmp_path / "m.rknn"
     rk.write_bytes(b"FAKE-RKNN\n" + str(onnx_model).encode())
@@ -351,6 +359,7 @@ class FakeRKNNLite1x(FakeRKNNLite):
 
 
 
+@needs_data
 def test_toolkit_lite_1x_runtime_gets_no_core_mask(tmp_path, onnx_model):
     cls = type("Fake1x", (FakeRKNNLite1x,), {"instances": []})
     rk = tmp_path / "m.rknn"

@@ -11,6 +11,7 @@ from edgepose.boxes import BoxSource, as_boxes, boxes_from_keypoints, clip_boxes
 from edgepose.estimator import PoseEstimator, Poses
 from edgepose.keypoints import COCO
 from edgepose.tracking import PoseTracker
+from conftest import needs_data
 
 
 def _poses(kps: np.ndarray, boxes: np.ndarray) -> Poses:
@@ -19,6 +20,7 @@ def _poses(kps: np.ndarray, boxes: np.ndarray) -> Poses:
     return Poses(k, s, boxes.astype(np.float64), np.ones(len(k), np.float32))
 
 
+@needs_data
 def test_ids_follow_ground_truth_tracks_under_motion_and_shuffling():
     """11 annotated people move (each its own drift + noise) and come in a new order every
     frame: the tracker's ids must map one-to-one onto PoseTrack's track_id, all clip long."""
@@ -39,6 +41,7 @@ def test_ids_follow_ground_truth_tracks_under_motion_and_shuffling():
     assert sorted(mapping.values()) == list(range(len(gt_ids)))
 
 
+@needs_data
 def test_lost_track_timeout_and_reappearance():
     _, boxes, kps, _ = load_posetrack_frame("009473_mpii_test")
     tr = PoseTracker(COCO.sigmas_array(), max_age=3)
@@ -54,6 +57,7 @@ def test_lost_track_timeout_and_reappearance():
     assert again[0] == first[0] and again[1] not in first
 
 
+@needs_data
 def test_dissimilar_pose_starts_new_track():
     _, boxes, kps, _ = load_posetrack_frame("009473_mpii_test")
     tr = PoseTracker(COCO.sigmas_array())
@@ -63,6 +67,7 @@ def test_dissimilar_pose_starts_new_track():
     assert tr.update(_poses(moved, boxes[:1])).track_ids[0] != a
 
 
+@needs_data
 def test_detect_every_and_propagated_boxes():
     _, boxes, kps, _ = load_posetrack_frame("009473_mpii_test")
     tr = PoseTracker(COCO.sigmas_array(), detect_every=3)
@@ -80,6 +85,7 @@ def test_detect_every_and_propagated_boxes():
     assert tr.should_detect(2)  # nothing tracked: detect now
 
 
+@needs_data
 def test_pipeline_keeps_ids_on_posetrack_frame(tmp_path):
     """Estimator + tracker on the real 1920x1080 PoseTrack frame with its ground-truth boxes,
     the camera panning a few pixels per frame: every person keeps its id."""

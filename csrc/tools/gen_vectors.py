@@ -14,7 +14,8 @@ crop = importlib.import_module("edgepose.crop"); dec = importlib.import_module("
 out = (sys.argv[1] if len(sys.argv) > 1 else "/tmp/edgepose_vectors").rstrip("/") + "/"
 os.makedirs(out, exist_ok=True)
 rng = np.random.default_rng(0)
-frame = cv2.imread(str(ROOT / "tests/data/coco_mini/000000196141.jpg"))
+DATA = Path(os.environ.get("EDGEPOSE_TEST_DATA") or ROOT.parent / "shared" / "data")  # read in place
+frame = cv2.imread(str(DATA / "coco_mini/000000196141.jpg"))
 h, w = frame.shape[:2]
 boxes = np.stack([rng.uniform(-100, w, 12), rng.uniform(-100, h, 12), rng.uniform(20, w / 2, 12), rng.uniform(20, h / 2, 12)], 1)
 rot = np.where(np.arange(12) % 2 == 0, 0.0, rng.uniform(-40, 40, 12))
