@@ -21,7 +21,7 @@ pytestmark = needs_data
 
 @pytest.mark.slow
 def test_pose_resnet18_overfits_coco_mini():
-    cfg = load_config(DATA.parents[1] / "experiments/coco_mini/resnet18/128x96_d256x3_adam_lr1e-3.yaml", [
+    cfg = load_config(Path(__file__).resolve().parents[1] / "experiments/coco_mini/resnet18/128x96_d256x3_adam_lr1e-3.yaml", [
         f"DATASET.TRAIN_ANN={DATA / 'coco_mini/test_coco.json'}", f"DATASET.TRAIN_IMAGES={DATA / 'coco_mini'}",
         f"DATASET.TEST_ANN={DATA / 'coco_mini/test_coco.json'}", f"DATASET.TEST_IMAGES={DATA / 'coco_mini'}",
         "WORKERS=0", "TRAIN.SHUFFLE=false",
