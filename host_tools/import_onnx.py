@@ -103,7 +103,7 @@ def _fixed(d: Any) -> bool:
     return isinstance(d, int) and d > 0
 
 
-def _session(model_or_bytes, what: str):
+def _session(model_or_bytes):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -112,8 +112,9 @@ def _session(model_or_bytes, what: str):
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+def _first_line(exc: BaseException, limit: int = 120) -> str:
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _initializer(graph, name: str) -> Optional[np.ndarray]:
@@ -314,7 +315,7 @@ def check_nodes(model, outputs: Sequence[str], x: np.ndarray) -> float:
     have = {o.name for o in m.graph.output}
     for name in {t for n in nodes for t in (n.input[0], n.output[0])} - have:
         m.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-    sess = _session(m, "check")
+    sess = _session(m)
     names = [o.name for o in sess.get_outputs()]
     vals = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x})))
     worst = 0.0
@@ -490,7 +491,7 @@ def import_onnx(src: str | Path, out: str | Path, spec: ImportSpec, force: bool 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((model_batch or 1, 3, h, w)).astype(np.float32)
     try:
-        sess = _session(model, "repaired")
+        sess = _session(model)
     except Exception as exc:
         raise UserError(f"{src.name}: onnxruntime cannot load it ({_first_line(exc)})") from None
     try:
@@ -511,14 +512,14 @@ def import_onnx(src: str | Path, out: str | Path, spec: ImportSpec, force: bool 
         model.graph.output.extend(keep_out)
         notes.append(f"note: kept the heatmap output {hname!r}, dropped {', '.join(dropped)}")
         say(notes[-1])
-        sess = _session(model, "repaired")
+        sess = _session(model)
 
     # outputs before and after the repair, on the same input
     got = sess.run([hname], {sess.get_inputs()[0].name: x})[0]
     check, diff = "no repair needed", 0.0
     if bn_nodes or ct_nodes or len(notes):
         try:
-            ref = _session(original, "original").run([hname], {inputs[0].name: x})[0]
+            ref = _session(original).run([hname], {inputs[0].name: x})[0]
             ran = ref.shape == got.shape
             why = f"gives {ref.shape}, the repaired {got.shape}" if not ran else ""
         except Exception as exc:
