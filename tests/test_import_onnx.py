@@ -379,3 +379,40 @@ def test_real_stamp_helper_goes_through_import(tmp_path):
     meta = read_onnx_metadata(out)
     assert meta.source_config["imported_from"] == EFFICIENTPOSE
     assert (meta.color, meta.mean, meta.std, meta.keypoint_set) == ("rgb", (127.5,) * 3, (127.5,) * 3, "mpii")
+
+
+@pytest.mark.rknn
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_imported_model_builds_for_the_npu(tmp_path, capsys):
+    """A dynamic-batch export with MXNet's BN quirk, imported, goes through build-rknn (INT8) and
+    the simulator agrees with onnxruntime on the crops (mean/std from the stamped metadata)."""
+    pytest.importorskip("rknn.api", reason="rknn-toolkit2 (x86 converter) not installed")
+    from edgepose.metadata import read_sidecar
+    from host_tools.rknn_build import BuildOptions, build_rknn
+    from host_tools.verify import heatmap_cosine, rknn_runner
+
+    src = export(Net(), tmp_path / "m.onnx", dynamic=True)
+    m = onnx.load(str(src))
+    next(n for n in m.graph.node if n.op_type == "BatchNormalization").attribute.append(
+        helper.make_attribute("spatial", 0))
+    onnx.save(m, str(src))
+    imported = import_onnx(src, tmp_path / "i.onnx", MMPOSE).path
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 255, (6, 32, 24, 3), dtype=np.uint8)  # NHWC RGB, as the board feeds them
+    lst = tmp_path / "calib.txt"
+    names = []
+    for i, c in enumerate(crops):
+        np.save(tmp_path / f"c{i}.npy", np.ascontiguousarray(c.transpose(2, 0, 1)[None]))
+        names.append(str(tmp_path / f"c{i}.npy"))
+    lst.write_text("\n".join(names) + "\n")
+    res = build_rknn(imported, tmp_path / "i.rknn", BuildOptions(target="rk3588", calib=str(lst)), keep=True)
+    try:
+        meta = read_sidecar(tmp_path / "i.rknn")
+        assert (meta.batch, meta.heatmap_size, meta.layout, meta.quantized) == (1, (6, 8), "nhwc", "int8")
+        sim = rknn_runner(res.rknn, 1, res.log)(crops)
+    finally:
+        res.rknn.release()
+    x = ((crops.astype(np.float32) - np.float32(MMPOSE.mean)) / np.float32(MMPOSE.std)).transpose(0, 3, 1, 2)
+    ref = np.concatenate([ort_out(imported, np.ascontiguousarray(x[i:i + 1])) for i in range(len(x))])
+    assert sim.shape == ref.shape
+    assert float(np.mean(heatmap_cosine(sim, ref))) > 0.99
