@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import os
 import sys
 import tempfile
@@ -411,7 +410,7 @@ def import_onnx(src: str | Path, out: str | Path, spec: ImportSpec, force: bool 
     """
     import onnx
 
-    from edgepose.metadata import MetadataError, ModelMeta
+    from edgepose.metadata import MetadataError, ModelMeta, file_sha256
     from host_tools.export_onnx import embed_metadata, output_difference
 
     say = log or (lambda line: print(f"import-onnx: {line}", file=sys.stderr))
@@ -546,7 +545,7 @@ def import_onnx(src: str | Path, out: str | Path, spec: ImportSpec, force: bool 
                      mean=tuple(map(float, spec.mean)), std=tuple(map(float, spec.std)), keypoint_set=kset,
                      num_joints=k, flip_pairs=pairs, batch=model_batch or spec.batch, layout="nchw",
                      quantized="float32", arch=spec.arch or f"imported:{src.stem}",
-                     source_config={"imported_from": src.name, "sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+                     source_config={"imported_from": src.name, "sha256": file_sha256(src),
                                     "repairs": notes})
     try:
         meta.validate()
