@@ -92,7 +92,8 @@ class PoseEstimator:
         model_path: ``.onnx`` (metadata inside) or ``.rknn`` (metadata in ``model.rknn.json``).
         backend: ``"auto"`` (by file type), ``"onnxruntime"`` or ``"rknnlite"``, or a loaded
             :class:`~edgepose.backends.Backend`.
-        flip_test: also run the mirrored crops and merge the heatmaps (reference flip test).
+        flip_test: also run the mirrored crops and merge the heatmaps (reference flip test; the
+            one-pixel shift of the flipped maps only for strided heatmaps, not at stride 1).
         refine: sub-pixel refinement of the decode: ``"quarter"`` (reference), ``"dark"``, ``"none"``.
         nms_thr: OKS NMS threshold for detector boxes (0.9 in the reference).
         vis_thr: joint score threshold of the person rescoring (0.2 in the reference).
@@ -138,6 +139,10 @@ class PoseEstimator:
             raise MetadataError(f"{model_path}: flip test needs flip_pairs in the metadata (keypoint set "
                                 f"{meta.keypoint_set!r} is unknown)")
         self.flip_test = bool(flip_test)
+        # The reference's one-pixel shift of the flipped-back maps corrects the misalignment of
+        # 1 - 1/stride heatmap pixels between a mirrored input and mirrored strided heatmaps;
+        # at stride 1 (heatmaps at the input resolution, e.g. EfficientPose) there is none.
+        self.flip_shift = tuple(meta.heatmap_size) != tuple(meta.input_size)
         self.refine = refine
         self.nms_thr = float(nms_thr)
         self.vis_thr = float(vis_thr)
@@ -220,7 +225,8 @@ class PoseEstimator:
         inv = get_affine_transform(centers, scales, 0.0, self.meta.heatmap_size, inv=True).reshape(-1, 2, 3)
         flipped = hm[n:] if self.flip_test else None
         coords, jscores = decode(hm[:n], inv, scale=scale, zero_point=zp, flipped=flipped,
-                                 flip_pairs=self.flip_pairs if self.flip_test else None, refine=self.refine)
+                                 flip_pairs=self.flip_pairs if self.flip_test else None, shift=self.flip_shift,
+                                 refine=self.refine)
         t3 = time.perf_counter()
         pscores = rescore(b[:, 4], jscores, self.vis_thr).astype(np.float32)
         poses = Poses(coords, jscores, b[:, :4].copy(), pscores, box_scores=b[:, 4].astype(np.float32))

@@ -202,7 +202,7 @@ def load_onnx_meta(path: str | Path):
     except Exception as exc:  # onnxruntime: InvalidProtobuf / Fail for a non-ONNX file
         raise UserError(f"{p}: not a readable ONNX model ({type(exc).__name__}); export it with host_tools export-onnx") from None
     if meta is None:
-        raise UserError(f"{p}: no edgepose metadata in the ONNX file; export it with host_tools export-onnx")
+        raise UserError(f"{p}: no edgepose metadata in the ONNX file; export it with host_tools export-onnx, or stamp a foreign model with host_tools import-onnx")
     return meta
 
 

@@ -57,7 +57,8 @@ class OnnxRuntimeBackend(Backend):
         sess = make_session(path, self.threads, self.spin)
         props = dict(sess.get_modelmeta().custom_metadata_map)
         if "edgepose" not in props:
-            raise MetadataError(f"{path}: no edgepose metadata in the ONNX file; export it with host_tools export-onnx")
+            raise MetadataError(f"{path}: no edgepose metadata in the ONNX file; export it with host_tools export-onnx, "
+                                "or stamp a foreign model with host_tools import-onnx (docs/IMPORT.md)")
         meta = ModelMeta.from_json(props["edgepose"])
         inputs, outputs = sess.get_inputs(), sess.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
