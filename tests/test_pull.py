@@ -413,10 +413,10 @@ def _mmpose0_res18(path: Path) -> bytes:
     return buf.getvalue()
 
 
-def test_pull_onnx_exports_a_pose_checkpoint(server, cache, monkeypatch, capsys, tmp_path):
+@pytest.fixture
+def res18_entry(server, cache, monkeypatch, tmp_path):
+    """A registered pose checkpoint served by the local mirror (mmpose 0.x layout, ResNet-18)."""
     pytest.importorskip("torch")
-    from edgepose.metadata import read_onnx_metadata
-
     data = _mmpose0_res18(tmp_path / "x.pth")
     digest = hashlib.sha256(data).hexdigest()
     stem = f"res18_coco_256x192-{digest[:8]}_20990101"
@@ -425,6 +425,13 @@ def test_pull_onnx_exports_a_pose_checkpoint(server, cache, monkeypatch, capsys,
     monkeypatch.setitem(registry.BY_NAME, e.name, e)
     server.h.files[f"/r/{stem}.pth"] = data
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", server.base + "/ok")
+    return e, stem, data
+
+
+def test_pull_onnx_exports_a_pose_checkpoint(res18_entry, capsys, tmp_path):
+    from edgepose.metadata import read_onnx_metadata
+
+    e, stem, data = res18_entry
     out_dir = tmp_path / "models"
     assert host_main(["pull", e.name, "--onnx", "-o", str(out_dir)]) == 0
     out, err = capsys.readouterr()
@@ -437,3 +444,29 @@ def test_pull_onnx_exports_a_pose_checkpoint(server, cache, monkeypatch, capsys,
     # an existing export in -o is kept unless --force
     assert host_main(["pull", e.name, "--onnx", "-o", str(out_dir)]) == 2
     assert "--force" in error_lines(capsys.readouterr().err)[0]
+
+
+def test_pull_rknn_refusals_come_before_any_download(res18_entry, server, capsys):
+    e = res18_entry[0]
+    assert host_main(["pull", e.name, "--rknn"]) == 2
+    assert "--target" in error_lines(capsys.readouterr().err)[0]
+    assert host_main(["pull", e.name, "--rknn", "--target", "rk3588", "--images", "/nowhere"]) == 2
+    assert "--calib-ann" in error_lines(capsys.readouterr().err)[0]
+    assert host_main(["pull", "arm_wrestling", "--onnx"]) == 2
+    assert "video clip" in error_lines(capsys.readouterr().err)[0]
+    assert server.h.log == []
+
+
+def test_pull_rknn_builds_from_the_export(res18_entry, cache, capsys):
+    pytest.importorskip("rknn.api", reason="rknn-toolkit2 (rknn.api) not installed")
+    e = res18_entry[0]
+    assert host_main(["pull", e.name, "--rknn", "--target", "rk3588"]) == 0
+    out, err = capsys.readouterr()
+    rknn = cache / "rknn" / "res18_coco_256x192_rk3588.rknn"
+    assert out.strip().splitlines()[-1] == str(rknn) and rknn.stat().st_size > 0
+    assert (cache / "onnx" / "res18_coco_256x192.onnx").is_file()  # the export it was built from, cached
+    assert "float16 build" in err
+    import json
+
+    side = json.loads(Path(str(rknn) + ".json").read_text())
+    assert side["input_size"] == [192, 256] and side["target"] == "rk3588"
