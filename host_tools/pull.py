@@ -51,8 +51,10 @@ def ensure(entry: Entry, quiet: bool = False, timeout: float = 60.0) -> Path:
     return dest
 
 
-def _out_dir(o: Optional[str], sub: str) -> Path:
+def _out_dir(o: Optional[str], sub: str, create: bool = True) -> Path:
     d = Path(o) if o else registry.cache_dir() / sub
+    if not create:
+        return d
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -114,7 +116,7 @@ def export_pose_onnx(entry: Entry, checkpoint: Path, out: Path, quiet: bool = Fa
 def pose_onnx(entry: Entry, out_dir: Optional[str] = None, force: bool = False, quiet: bool = False) -> Path:
     """The ONNX export of pose entry ``entry``: reused from ``out_dir`` (default: the cache's
     ``onnx/``) when it is there, else pulled and exported."""
-    d = _out_dir(out_dir, "onnx")
+    d = _out_dir(out_dir, "onnx", create=False)
     out = d / registry.onnx_name(entry)
     if out.exists() and not force:
         if out_dir is None:  # the cache's own export
@@ -123,6 +125,7 @@ def pose_onnx(entry: Entry, out_dir: Optional[str] = None, force: bool = False, 
             return out
         raise UserError(f"{out}: already exists; pass --force to export again over it, or choose another -o")
     ckpt = ensure(entry, quiet=quiet)
+    _out_dir(out_dir, "onnx")
     fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".onnx", dir=d)
     os.close(fd)
     try:
