@@ -137,8 +137,13 @@ def scan_models_dir(folder: Path) -> Tuple[Optional[Found], Optional[Found], Lis
         if meta is not None:
             if pose is None:
                 pose = Found(p, f"{MODELS_ENV}={folder}")
-        elif is_detector_model(p) and det is None:
-            det = Found(p, f"{MODELS_ENV}={folder}")
+            else:
+                notes.append(f"{p.name}: another pose model, not used (the demo takes {pose.path.name}, the first by name)")
+        elif is_detector_model(p):
+            if det is None:
+                det = Found(p, f"{MODELS_ENV}={folder}")
+            else:
+                notes.append(f"{p.name}: another detector, not used (the demo takes {det.path.name})")
     return pose, det, notes
 
 
