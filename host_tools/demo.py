@@ -215,7 +215,7 @@ def find_clip(out_dir: Path, offline: bool) -> Tuple[Found, List[str]]:
     notes: List[str] = []
     local = data_dir() / CLIP_REL
     if local.is_file():
-        return Found(local, f"the data folder ({DATA_ENV} or ../shared/data)"), notes
+        return Found(local, DATA_ENV if os.environ.get(DATA_ENV) else "../shared/data"), notes
     entry = registry.get(DEMO_CLIP)
     in_cache = registry.cache_dir() / entry.filename
     if cached(in_cache, entry.expected_digest):
@@ -352,7 +352,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             model = out / "tiny_untrained.onnx"
             export_untrained_onnx(model, layers=0)
         _say(f"      done in {time.monotonic() - t0:.1f} s")
-        pose = Found(model, "built now, untrained")
+        pose = Found(model, "the demo, built now")
     _say(f"      pose model: {pose.path} (from {pose.where})")
     _say(f"      detector:   {det.path} (from {det.where})" if det else
          "      detector:   none (each frame is one person box)")
@@ -376,8 +376,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from edgepose.metadata import read_onnx_metadata
 
     meta = read_onnx_metadata(pose.path)
-    arch = f"{meta.arch}, {meta.input_size[0]}x{meta.input_size[1]} {meta.color}, {meta.keypoint_set} keypoints" \
-        if meta else "?"
+    arch = (f"{meta.arch}, input {meta.input_size[1]}x{meta.input_size[0]} (h x w) {meta.color}, "
+            f"{meta.keypoint_set} keypoints") if meta else "?"
     from edgepose.metadata import read_onnx_metadata
 
     meta = read_onnx_metadata(pose.path)
