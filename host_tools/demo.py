@@ -390,7 +390,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"  backend:   {summary['backend']}; kernels: {implementation()}")
     print(f"  frames:    {summary['frames']} in {summary['seconds']} s ({summary['fps']} fps), "
           f"{summary['persons']} person detections")
-    print(f"  stage ms:  " + ", ".join(f"{k} {v}" for k, v in summary["stage_ms"].items()))
+    print("  stage ms:  " + ", ".join(f"{k} {v}" for k, v in summary["stage_ms"].items()))
     print(f"  JSON:      {jsonl} (one line per frame)")
     print(f"  video:     {annotated}")
     if trained:

@@ -22,7 +22,6 @@ import hashlib
 import http.client
 import os
 import shutil
-import socket
 import sys
 import time
 import urllib.error

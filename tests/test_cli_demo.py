@@ -21,13 +21,11 @@ import pytest
 
 from conftest import ROOT, need_data
 
-torch = pytest.importorskip("torch", reason="the demo exports its models with torch (host tools)")
+from host_tools import registry
+from host_tools.demo import main
 
-from host_tools import registry  # noqa: E402
-from host_tools.demo import main  # noqa: E402
-
-from _detmodels import planted_yolox, to_input_xyxy  # noqa: E402
-from _models import tiny_onnx  # noqa: E402
+from _detmodels import planted_yolox, to_input_xyxy
+from _models import tiny_onnx
 
 CLIP_WH = (340, 256)  # the sample clip's frame size
 BOXES = np.array([[20.0, 10.0, 120.0, 230.0], [200.0, 20.0, 110.0, 220.0]])  # frame xywh
@@ -44,6 +42,8 @@ def closed_port() -> int:
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     """No EDGEPOSE_MODELS, an empty cache, a mirror nobody answers."""
+    pytest.importorskip("torch", reason="the demo exports its models with torch (host tools)")
+    pytest.importorskip("yaml", reason="the demo's untrained fallback uses the host config (PyYAML)")
     monkeypatch.delenv("EDGEPOSE_MODELS", raising=False)
     monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", f"http://127.0.0.1:{closed_port()}")

@@ -20,7 +20,6 @@ from typing import Dict, List
 import pytest
 
 from host_tools import download, registry
-from host_tools.cli import main as host_main
 from host_tools.download import DownloadError, fetch
 from host_tools.registry import Entry
 
@@ -95,6 +94,16 @@ def server():
     yield srv
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture
+def host_main():
+    """``host_tools`` in-process; its parser loads every command module, which needs the host venv."""
+    pytest.importorskip("torch", reason="host_tools commands need the host venv (torch)")
+    pytest.importorskip("yaml", reason="host_tools commands need the host venv (PyYAML)")
+    from host_tools.cli import main
+
+    return main
 
 
 @pytest.fixture
@@ -282,7 +291,7 @@ def test_fetch_refuses_before_writing_when_the_disk_is_too_small(server, tmp_pat
 # --------------------------------------------------------------------------- host_tools pull / models
 
 
-def test_pull_through_the_mirror_then_from_the_cache(server, cache, monkeypatch, capsys, tmp_path):
+def test_pull_through_the_mirror_then_from_the_cache(server, cache, monkeypatch, capsys, tmp_path, host_main):
     add_entry(monkeypatch, "test_model", "/a/b/test_model.onnx", PAYLOAD)
     server.h.files["/a/b/test_model.onnx"] = PAYLOAD
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", server.base + "/ok")
@@ -298,7 +307,7 @@ def test_pull_through_the_mirror_then_from_the_cache(server, cache, monkeypatch,
     assert (tmp_path / "dl" / "test_model.onnx").read_bytes() == PAYLOAD
 
 
-def test_pull_wrong_hash_from_the_mirror_is_refused(server, cache, monkeypatch, capsys):
+def test_pull_wrong_hash_from_the_mirror_is_refused(server, cache, monkeypatch, capsys, host_main):
     # the real registry entry: a mirror serving another file under YOLOX-Nano's path is refused
     e = registry.get("yolox_nano")
     fake = b"\0" * e.size
@@ -310,7 +319,7 @@ def test_pull_wrong_hash_from_the_mirror_is_refused(server, cache, monkeypatch, 
     assert leftovers(cache) == []
 
 
-def test_pull_no_network_is_one_line(cache, monkeypatch, capsys):
+def test_pull_no_network_is_one_line(cache, monkeypatch, capsys, host_main):
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", f"http://127.0.0.1:{closed_port()}")
     assert host_main(["pull", "res50_coco_256x192"]) == 2
     lines = error_lines(capsys.readouterr().err)
@@ -318,7 +327,7 @@ def test_pull_no_network_is_one_line(cache, monkeypatch, capsys):
     assert leftovers(cache) == []
 
 
-def test_pull_full_disk_is_one_line(server, cache, monkeypatch, capsys):
+def test_pull_full_disk_is_one_line(server, cache, monkeypatch, capsys, host_main):
     add_entry(monkeypatch, "test_model", "/test_model.onnx", PAYLOAD)
     server.h.files["/test_model.onnx"] = PAYLOAD
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", server.base + "/ok")
@@ -329,7 +338,7 @@ def test_pull_full_disk_is_one_line(server, cache, monkeypatch, capsys):
     assert leftovers(cache) == []
 
 
-def test_pull_unknown_name_and_bad_mirror(cache, monkeypatch, capsys):
+def test_pull_unknown_name_and_bad_mirror(cache, monkeypatch, capsys, host_main):
     assert host_main(["pull", "res51_coco"]) == 2
     assert "host_tools models" in error_lines(capsys.readouterr().err)[0]
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", "ftp://x")
@@ -337,7 +346,7 @@ def test_pull_unknown_name_and_bad_mirror(cache, monkeypatch, capsys):
     assert "EDGEPOSE_MODEL_MIRROR" in error_lines(capsys.readouterr().err)[0]
 
 
-def test_pull_the_sample_clip_from_a_mirror(server, cache, monkeypatch, capsys):
+def test_pull_the_sample_clip_from_a_mirror(server, cache, monkeypatch, capsys, host_main):
     from conftest import need_data
 
     clip = need_data("video", "arm_wrestling.mp4")
@@ -349,7 +358,7 @@ def test_pull_the_sample_clip_from_a_mirror(server, cache, monkeypatch, capsys):
     assert (cache / "arm_wrestling.mp4").read_bytes() == clip.read_bytes()
 
 
-def test_models_lists_every_entry(capsys, cache):
+def test_models_lists_every_entry(capsys, cache, host_main):
     assert host_main(["models"]) == 0
     out = capsys.readouterr().out
     for e in registry.ENTRIES:
@@ -382,7 +391,7 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert registry.cache_dir() == tmp_path / "c"
 
 
-def test_a_damaged_cached_file_is_fetched_again(server, cache, monkeypatch, capsys):
+def test_a_damaged_cached_file_is_fetched_again(server, cache, monkeypatch, capsys, host_main):
     add_entry(monkeypatch, "test_model", "/test_model.onnx", PAYLOAD)
     server.h.files["/test_model.onnx"] = PAYLOAD
     cache.mkdir(parents=True)
@@ -428,7 +437,7 @@ def res18_entry(server, cache, monkeypatch, tmp_path):
     return e, stem, data
 
 
-def test_pull_onnx_exports_a_pose_checkpoint(res18_entry, capsys, tmp_path):
+def test_pull_onnx_exports_a_pose_checkpoint(res18_entry, capsys, tmp_path, host_main):
     from edgepose.metadata import read_onnx_metadata
 
     e, stem, data = res18_entry
@@ -446,7 +455,7 @@ def test_pull_onnx_exports_a_pose_checkpoint(res18_entry, capsys, tmp_path):
     assert "--force" in error_lines(capsys.readouterr().err)[0]
 
 
-def test_pull_rknn_refusals_come_before_any_download(res18_entry, server, capsys):
+def test_pull_rknn_refusals_come_before_any_download(res18_entry, server, capsys, host_main):
     e = res18_entry[0]
     assert host_main(["pull", e.name, "--rknn"]) == 2
     assert "--target" in error_lines(capsys.readouterr().err)[0]
@@ -457,7 +466,7 @@ def test_pull_rknn_refusals_come_before_any_download(res18_entry, server, capsys
     assert server.h.log == []
 
 
-def test_pull_rknn_builds_from_the_export(res18_entry, cache, capsys):
+def test_pull_rknn_builds_from_the_export(res18_entry, cache, capsys, host_main):
     pytest.importorskip("rknn.api", reason="rknn-toolkit2 (rknn.api) not installed")
     e = res18_entry[0]
     assert host_main(["pull", e.name, "--rknn", "--target", "rk3588"]) == 0
