@@ -479,3 +479,22 @@ def test_pull_rknn_builds_from_the_export(res18_entry, cache, capsys, host_main)
 
     side = json.loads(Path(str(rknn) + ".json").read_text())
     assert side["input_size"] == [192, 256] and side["target"] == "rk3588"
+
+
+def test_every_pose_entry_has_a_config_that_fits_it(tmp_path):
+    """The export config of each checkpoint (the experiment plus overrides): its depth, input,
+    heatmap size (the network's own, stride 4) and joints; the same without a checkout's experiments/."""
+    pytest.importorskip("yaml", reason="the host config needs PyYAML")
+    from host_tools.config import expected_heatmap_size, load_config, model_meta
+
+    for e in (p for p in registry.ENTRIES if p.kind == "pose"):
+        base, over = registry.export_config(e)
+        cfg = load_config(base, over)
+        assert cfg.MODEL.EXTRA.NUM_LAYERS == e.depth and tuple(cfg.MODEL.IMAGE_SIZE) == e.input_size
+        assert expected_heatmap_size(cfg) == list(cfg.MODEL.EXTRA.HEATMAP_SIZE)
+        assert cfg.DATASET.DATASET == e.dataset and cfg.MODEL.NUM_JOINTS == {"coco": 17, "mpii": 16}[e.dataset]
+        none, over2 = registry.export_config(e, root=tmp_path)  # an install without experiments/
+        assert none is None
+        m1, m2 = model_meta(cfg), model_meta(load_config(None, over2))
+        for k in ("input_size", "heatmap_size", "keypoint_set", "num_joints", "flip_pairs", "arch", "color"):
+            assert getattr(m1, k) == getattr(m2, k), (e.name, k)
