@@ -208,7 +208,8 @@ def fetch(url: str, dest: Path, digest: str, size: int = 0, timeout: float = 60.
           label: Optional[str] = None, quiet: bool = False) -> Path:
     """Download ``url`` to ``dest`` through ``dest.part``, checking ``digest`` (a full sha256 hex
     digest or its leading digits) and ``size`` (bytes, 0 = unknown) before the file is moved to
-    ``dest``. An existing ``dest`` is returned untouched (callers check cache hits themselves).
+    ``dest`` (an existing ``dest`` is replaced only by a file that passed; callers check cache
+    hits themselves with :func:`cached`).
 
     Args:
         timeout: seconds a connect or a read may stall before the transfer counts as interrupted.
