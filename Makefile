@@ -28,7 +28,7 @@ bench: setup
 	$(PY) -m pytest -q benchmarks
 
 demo: setup
-	$(PY) -m edgepose.demo
+	$(PY) -m host_tools.demo
 
 clean:
 	rm -rf build *.egg-info edgepose/*.so

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import edgepose  # noqa: E402
 from edgepose.boxes import BoxSource  # noqa: E402
-from edgepose.demo import export_untrained_onnx  # noqa: E402
+from host_tools.demo import export_untrained_onnx  # noqa: E402
 from edgepose.draw import draw_poses  # noqa: E402
 from edgepose.estimator import PoseEstimator  # noqa: E402
 from edgepose.tracking import PoseTracker  # noqa: E402

@@ -149,7 +149,7 @@ def double_cls():
 
 
 def onnx_model(folder: Path, layers: int = 18) -> Path:
-    from edgepose.demo import export_untrained_onnx
+    from host_tools.demo import export_untrained_onnx
 
     return export_untrained_onnx(folder / f"r{layers}.onnx", layers=layers)
 

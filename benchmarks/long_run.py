@@ -58,7 +58,7 @@ def main() -> int:
     model = Path(args.model) if args.model else out / "pose_resnet_18_untrained.onnx"
     if not model.is_file():
         sys.path.insert(0, str(ROOT))
-        from edgepose.demo import export_untrained_onnx
+        from host_tools.demo import export_untrained_onnx
 
         export_untrained_onnx(model, layers=18)
     jsonl = out / "long_run.jsonl"

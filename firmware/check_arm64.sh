@@ -69,7 +69,7 @@ roots_pid=$!
   "$py" - "$work" <<'PY'
 import sys
 from pathlib import Path
-from edgepose.demo import export_untrained_onnx
+from host_tools.demo import export_untrained_onnx
 w = Path(sys.argv[1])
 export_untrained_onnx(w / "model.onnx", layers=0, dynamic_batch=False, seed=0)
 PY

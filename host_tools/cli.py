@@ -23,6 +23,7 @@ COMMAND_MODULES: List[str] = [
     "host_tools.verify",
     "host_tools.inspect_weights",
     "host_tools.npu_run",
+    "host_tools.pull",
 ]
 
 

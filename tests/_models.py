@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose.demo import export_untrained_onnx
+from host_tools.demo import export_untrained_onnx
 from edgepose.metadata import ModelMeta, read_onnx_metadata, write_sidecar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def tiny_onnx(path: Path, dynamic_batch: bool = True, **meta_overrides) -> Path:
 
 
 def tiny_onnx_without_torch(path: Path, dynamic_batch: bool = True, seed: int = 0, **meta_overrides) -> Path:
-    """The tiny net of :func:`edgepose.demo._tiny_net` (conv 3->16 s2, ReLU, conv 16->32 s2, ReLU,
+    """The tiny net of :func:`host_tools.demo._tiny_net` (conv 3->16 s2, ReLU, conv 16->32 s2, ReLU,
     1x1 conv 32->17) as an opset-13 ONNX graph with seeded uniform weights (PyTorch's default
     fan-in bound 1/sqrt(fan_in)) and the edgepose metadata; no torch needed."""
     import onnx
