@@ -36,8 +36,8 @@ from .estimator import Poses
 from .nms import oks_numpy
 
 # defaults measured on the real models (docs/RUNTIME.md, benchmarks/track_real.py)
-PERSON_THR = 0.3
-PROP_THR = 0.3
+PERSON_THR = 0.25
+PROP_THR = 0.4
 CONFIRM_K = 2
 MERGE_IOU = 0.5
 IOU_THR = 0.2

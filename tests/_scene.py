@@ -182,7 +182,7 @@ def crossing_scene(frames: int = 72) -> Scene:
 
     d = Person(3, d_path, height=80.0)
     return Scene([a, b, c, d], frames, missed={10: (0,), 11: (0,)},
-                 false_pos={5: [(200, 200, 30, 30, 0.28)], 40: [(240, 220, 40, 60, 0.9)]})
+                 false_pos={5: [(200, 200, 30, 30, 0.2)], 40: [(240, 220, 40, 60, 0.9)]})
 
 
 def read_frame_number(frame: np.ndarray) -> int:
