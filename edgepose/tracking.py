@@ -56,6 +56,8 @@ class Track:
         last_seen: frame index of the last pose.
         misses: detector runs since the detector last confirmed this person.
         det_score: the box score of the detector box that last confirmed it (0: never).
+        retired: a ghost rule ended its propagation; only a detector box brings it back (under
+            its id, by the matching below).
     """
 
     id: int
@@ -65,6 +67,7 @@ class Track:
     last_seen: int
     misses: int = 0
     det_score: float = 0.0
+    retired: bool = False
 
 
 @dataclass
@@ -314,14 +317,16 @@ class PoseTracker:
             backed |= np.array([t is not None and t.misses == 0 and t.det_score > 0 for t in src_tracks], bool)
         keep = person_filter(poses, self.person_thr, backed)
         pscore = pose_scores(poses.scores, self.vis_thr)
-        for i in np.flatnonzero(keep & ~backed):  # carried by propagation alone: ghost rules
+        for i in np.flatnonzero(~backed):  # carried by propagation alone: ghost rules
             t = src_tracks[i]
-            if plan is not None and source[i] >= 0 and t is None:
-                keep[i] = False  # its track died (or timed out) after the box was propagated
+            if plan is not None and source[i] >= 0 and (t is None or t.retired):
+                keep[i] = False  # its track died after the box was propagated (workers > 1)
             elif pscore[i] < self.prop_thr:
                 keep[i] = False
             elif det_ran and t is not None and t.misses + 1 >= self.confirm_k:
                 keep[i] = False
+            if not keep[i] and t is not None:
+                t.retired = True
         out = poses.select(np.flatnonzero(keep))
         detected, backed, source = detected[keep], backed[keep], source[keep]
         n = len(out)
@@ -353,7 +358,7 @@ class PoseTracker:
                     t.misses = 1
             t.keypoints, t.box, t.area, t.last_seen = kp[i], out.boxes[i, :4].copy(), float(areas[i]), self.frame
             if detected[i]:
-                t.misses, t.det_score = 0, float(out.box_scores[i])
+                t.misses, t.det_score, t.retired = 0, float(out.box_scores[i]), False
         if det_ran:  # tracks the detector did not see this run
             seen = set(int(x) for x in ids)
             for t in self.tracks:
