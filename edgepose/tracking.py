@@ -143,13 +143,13 @@ def pose_scores(scores: np.ndarray, vis_thr: float) -> np.ndarray:
     return np.where(m.any(axis=1), (s * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1), 0.0)
 
 
-def person_filter(poses: Poses, person_thr: float, backed: Optional[np.ndarray] = None) -> np.ndarray:
+def person_filter(poses: Poses, person_thr: float, backing: Optional[np.ndarray] = None) -> np.ndarray:
     """Boolean ``(N,)``: which poses reach ``person_thr`` on their evidence, the larger of the
-    person score and (where ``backed``, default all) the box score."""
+    person score and the detector's backing score (``(N,)``, 0 where the detector does not
+    back the pose; default: the box scores, every box counting as the detector's or the user's)."""
     ev = poses.person_scores.astype(np.float64)
-    b = np.ones(len(poses), bool) if backed is None else np.asarray(backed, bool)
-    ev = np.where(b, np.maximum(ev, poses.box_scores.astype(np.float64)), ev)
-    return ev >= person_thr
+    back = poses.box_scores.astype(np.float64) if backing is None else np.asarray(backing, np.float64)
+    return np.maximum(ev, back) >= person_thr
 
 
 class PoseTracker:
@@ -225,20 +225,15 @@ class PoseTracker:
 
         A pose with at least half its joints above ``vis_thr`` propagates the box around
         those joints (enlarged 15% a side); one with fewer (the pose model is unsure of it)
-        propagates the box it was estimated in. The box score is the detector score that last
-        confirmed the track (else the pose's person score)."""
+        propagates the box it was estimated in. The box score is the pose score (mean joint
+        score above ``vis_thr``): a propagated box is not a detection."""
         last = self._last
         if last is None or len(last) == 0:
             return Propagation(detect=True)
         k = last.scores.shape[1]
-        boxes = np.concatenate([last.boxes[:, :4], last.person_scores[:, None].astype(np.float64)], axis=1)
+        boxes = np.concatenate([last.boxes[:, :4], pose_scores(last.scores, self.vis_thr)[:, None]], axis=1)
         kb, src = boxes_from_keypoints(last.keypoints, last.scores, self.vis_thr, min_joints=max(2, (k + 1) // 2))
         boxes[src, :4] = kb[:, :4]
-        by_id = {t.id: t for t in self.tracks}
-        for i, tid in enumerate(last.track_ids):
-            t = by_id.get(int(tid))
-            if t is not None and t.det_score > 0:
-                boxes[i, 4] = t.det_score
         return Propagation(boxes, last.track_ids.astype(np.int64).copy(), self.should_detect(index))
 
     def plan(self, detections: Optional[np.ndarray], frame_shape: Optional[Sequence[int]] = None,
@@ -312,10 +307,12 @@ class PoseTracker:
         detected, source = self._match_plan(poses, plan)
         # backing: a detector box now, or (between detector runs) a track the last run confirmed
         src_tracks = [by_id.get(int(s)) for s in source]
-        backed = detected.copy()
+        backing = np.where(detected, poses.box_scores.astype(np.float64), 0.0)
         if not det_ran:
-            backed |= np.array([t is not None and t.misses == 0 and t.det_score > 0 for t in src_tracks], bool)
-        keep = person_filter(poses, self.person_thr, backed)
+            carried = [t.det_score if t is not None and t.misses == 0 and not t.retired else 0.0 for t in src_tracks]
+            backing = np.maximum(backing, np.asarray(carried, np.float64).reshape(-1))
+        backed = detected | (backing > 0)
+        keep = person_filter(poses, self.person_thr, backing)
         pscore = pose_scores(poses.scores, self.vis_thr)
         for i in np.flatnonzero(~backed):  # carried by propagation alone: ghost rules
             t = src_tracks[i]
