@@ -28,12 +28,15 @@ def test_tracking_on_real_clip_meets_targets(tmp_path):
         assert r["frames"] == FRAMES and r["errors"] == 0
     # no ghosts: tracking adds no one (before the fix: a median of 8 against 5)
     assert on["median"] <= off["median"], (on["median"], off["median"])
-    # the threshold does not buy that by dropping the wrestlers: both are in most median frames,
-    # and in most frames overall
+    # the threshold does not buy that by dropping the wrestlers: wherever the detector alone
+    # reports both, tracking does too, and both are in most median frames
+    lost = [i for i in range(FRAMES) if off["both"][i] and not on["both"][i]]
+    assert len(lost) <= 0.02 * FRAMES, lost
+    assert sum(off["both"]) >= 0.5 * FRAMES  # (the detector finds them: the check above means something)
     assert on["median_frames_with_both"] >= 0.5 * len(on["median_frames"]), on["median_frames_with_both"]
-    assert sum(b >= 2 for b in on["big"]) >= 0.5 * FRAMES
     assert on["median"] >= 2
-    # ids last (313 over the clip before the fix; the target is 25 over all 280 frames)
-    assert on["ids"] <= 25 * FRAMES / 280 + 5, on["ids"]
+    # ids last: 16 over these frames at the defaults (23 over all 280, the target 25); before
+    # the fix, 313 over the clip and 166 over these frames (a median of 10.5 persons)
+    assert on["ids"] <= 20, on["ids"]
     # a lag of two frames changes little
     assert abs(two["median"] - on["median"]) <= 1 and two["ids"] <= on["ids"] + 5, (two["median"], two["ids"])
