@@ -330,32 +330,50 @@ class PoseTracker:
         ids = np.full(n, -1, np.int64)
         kp = np.concatenate([out.keypoints.astype(np.float64), out.scores[..., None].astype(np.float64)], axis=2)
         areas = np.maximum(out.boxes[:, 2] * out.boxes[:, 3], 1.0) if n else np.zeros(0)
+        # the poses the detector backs (and poses of unknown origin) are matched first, by OKS
+        # then IoU, and may open new ids; then the poses that propagation alone carries, over
+        # the tracks left (retired ones excluded): such a pose never opens an id (it is a
+        # duplicate of someone the detector already has, or nobody)
+        carried = (~detected) & (source >= 0)
         taken: set = set()
-        if n and self.tracks:
+        if self.tracks:
             sig = self._sigmas(kp.shape[1])
-            sim = np.stack([oks_numpy(t.keypoints, kp, t.area, areas, sig, self.oks_vis_thr) for t in self.tracks], 1)
-            self._greedy(sim, self.oks_thr, ids, self.tracks, taken)
-            if np.any(ids < 0):
-                iou = box_iou_matrix(out.boxes[:, :4], np.stack([t.box for t in self.tracks]))
-                self._greedy(iou, self.iou_thr, ids, self.tracks, taken)
+            boxes_t = np.stack([t.box for t in self.tracks])
+            for stage in (np.flatnonzero(~carried), np.flatnonzero(carried)):
+                if not len(stage):
+                    continue
+                sub = np.full(len(stage), -1, np.int64)
+                sim = np.stack([oks_numpy(t.keypoints, kp[stage], t.area, areas[stage], sig, self.oks_vis_thr)
+                                for t in self.tracks], 1)
+                if carried[stage[0]]:
+                    sim[:, [j for j, t in enumerate(self.tracks) if t.retired]] = -1.0
+                self._greedy(sim, self.oks_thr, sub, self.tracks, taken)
+                if np.any(sub < 0):
+                    iou = box_iou_matrix(out.boxes[stage, :4], boxes_t)
+                    if carried[stage[0]]:
+                        iou[:, [j for j, t in enumerate(self.tracks) if t.retired]] = -1.0
+                    self._greedy(iou, self.iou_thr, sub, self.tracks, taken)
+                ids[stage] = sub
+        drop = carried & (ids < 0)
         for i in range(n):
+            if drop[i]:
+                continue
             if ids[i] >= 0:
                 t = by_id[int(ids[i])]
                 if det_ran and not detected[i]:
-                    # a propagated person keeps the miss count of the track its box came from
-                    src = by_id.get(int(source[i]))
-                    t.misses = max(t.misses, src.misses if src is not None else 0) + 1
+                    t.misses += 1
             else:
                 t = Track(self._next_id, kp[i], out.boxes[i, :4].copy(), float(areas[i]), self.frame)
                 self._next_id += 1
                 ids[i] = t.id
                 self.tracks.append(t)
                 by_id[t.id] = t
-                if det_ran and not detected[i]:
-                    t.misses = 1
             t.keypoints, t.box, t.area, t.last_seen = kp[i], out.boxes[i, :4].copy(), float(areas[i]), self.frame
             if detected[i]:
                 t.misses, t.det_score, t.retired = 0, float(out.box_scores[i]), False
+        if np.any(drop):
+            keep_i = np.flatnonzero(~drop)
+            out, ids = out.select(keep_i), ids[keep_i]
         if det_ran:  # tracks the detector did not see this run
             seen = set(int(x) for x in ids)
             for t in self.tracks:
