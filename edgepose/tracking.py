@@ -4,8 +4,10 @@ Identity (the paper's section 3, extended): each frame's poses are matched greed
 tracks' last poses by OKS similarity (highest pair first, each track and pose used once, pairs
 below ``oks_thr`` never match). Poses left over (a low-confidence pose, fast motion) are then
 matched greedily by box IoU (``iou_thr``). Both stages also see tracks lost for up to
-``max_age`` frames, so a person who reappears near where it was takes its id back. What is
-still unmatched opens a new id.
+``max_age`` frames, so a person who reappears near where it was takes its id back. The
+poses the detector backs are matched first and what is left of them opens new ids; then the
+poses that propagation alone carries are matched to the remaining tracks, and one left over is
+dropped (a duplicate of a detected person, or nobody): propagation never opens an id.
 
 Boxes: on a frame where the detector runs, the boxes propagated from the last poses are merged
 with the detector's boxes by IoU (:func:`merge_boxes`): a propagated box that overlaps a
