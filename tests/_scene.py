@@ -150,7 +150,8 @@ def color_pose_onnx(path: Path) -> Path:
         helper.make_node("Exp", ["e"], ["g"]),
         helper.make_node("Mul", ["g", "peak"], ["heatmaps"]),
     ]
-    graph = helper.make_graph(nodes, "color_pose", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, h, w])],
+    graph = helper.make_graph(nodes, "color_pose",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, h, w])],
                               [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, ["N", 17, h, w])],
                               initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
