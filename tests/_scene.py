@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class Person:
     is hidden (occluded: not drawn, not detected)."""
 
     pid: int
-    path: "callable"
+    path: Callable[[int], Tuple[float, float]]
     height: float = 90.0
     hidden: Tuple[int, ...] = ()
 
@@ -121,6 +121,14 @@ class SceneDetector:
             rows.append(list(b + jitter) + [self.score])
         rows += [list(r) for r in self.scene.false_pos.get(t, [])]
         return np.asarray(rows, np.float64).reshape(-1, 5)
+
+
+class CrossingDetector(SceneDetector):
+    """:class:`SceneDetector` of :func:`crossing_scene`, made without arguments (a CLI plug-in:
+    ``--detector _scene:CrossingDetector``)."""
+
+    def __init__(self) -> None:
+        super().__init__(crossing_scene())
 
 
 def color_pose_onnx(path: Path) -> Path:

@@ -123,3 +123,41 @@ def test_unconfirmed_person_dies_after_k_detector_runs_on_any_worker_count(model
     for workers in (1, 2):
         frames = _ghost_frames(_pipeline(model, sc, workers, confirm_k=confirm_k), box)
         assert frames[0] == 0 and len(frames) <= confirm_k and max(frames) < confirm_k, (workers, frames)
+
+
+@pytest.mark.parametrize("track", [True, False])
+def test_cli_person_thr_decides_what_is_reported(model, scene, tmp_path, capsys, track):
+    """``edgepose run --person-thr``: the planted 0.2 false positive of frame 5 (no pose in it)
+    is reported below the threshold only; with and without tracking."""
+    import json
+
+    import cv2
+
+    from edgepose.cli import main
+
+    img = tmp_path / "f5.png"
+    cv2.imwrite(str(img), scene.frame(5))
+    fp = scene.false_pos[5][0]
+    found = {}
+    for thr in ("0.1", "0.25"):
+        argv = ["run", "--image", str(img), "--model", str(model), "--detector", "_scene:CrossingDetector",
+                "--person-thr", thr, "--jsonl", "-", "--quiet"] + ([] if track else ["--no-track"])
+        assert main(argv) == 0
+        rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        found[thr] = [p for p in rec["persons"] if abs(p["box_score"] - fp[4]) < 1e-6]
+        assert len(rec["persons"]) - len(found[thr]) == len(scene.visible(5))
+    assert len(found["0.1"]) == 1 and found["0.25"] == []
+
+
+@pytest.mark.parametrize("flag,value", [("--person-thr", "1.5"), ("--prop-thr", "-0.1"), ("--confirm-k", "0"),
+                                        ("--max-age", "-1")])
+def test_cli_bad_tracking_option_is_one_line(model, tmp_path, capsys, flag, value):
+    from edgepose.cli import main
+
+    img = tmp_path / "x.png"
+    import cv2
+
+    cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
+    rc = main(["run", "--image", str(img), "--model", str(model), flag, value, "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("edgepose: error:") and flag in err[0], err
