@@ -437,7 +437,7 @@ class Pipeline:
             res.poses = tr.update(res.poses, res.index, plan)
         if self._propagation():
             target = res.seq + self.workers
-            snap = tr.propagation(target)
+            snap = tr.propagation(target, span=self.workers)
             with st.cond:
                 st.snapshots[res.seq] = snap
                 st.cond.notify_all()

@@ -222,21 +222,30 @@ class PoseTracker:
         i = self.frame + 1 if index is None else int(index)
         return i % self.detect_every == 0 or self._last is None or len(self._last) == 0
 
-    def propagation(self, index: Optional[int] = None) -> Propagation:
-        """The boxes the last tracked poses propagate to frame ``index`` (default: the next).
+    def propagation(self, index: Optional[int] = None, span: int = 1) -> Propagation:
+        """The boxes the tracked people propagate to frame ``index`` (default: the next).
+
+        Args:
+            span: propagate every track seen in the last ``span`` updates (not retired). 1: the
+                last frame's poses (the sequential loop); a :class:`~edgepose.pipeline.Pipeline`
+                with ``workers`` workers propagates frame ``i - workers`` to frame ``i`` and
+                passes ``span=workers``, so that each of the interleaved chains also gets the
+                people the detector found on the frames in between.
 
         A pose with at least half its joints above ``vis_thr`` propagates the box around
         those joints (enlarged 15% a side); one with fewer (the pose model is unsure of it)
         propagates the box it was estimated in. The box score is the pose score (mean joint
-        score above ``vis_thr``): a propagated box is not a detection."""
-        last = self._last
-        if last is None or len(last) == 0:
+        score above ``vis_thr``): a propagated box is not a detection. ``detect`` is True when
+        ``index`` is a detector frame or nothing is propagated."""
+        live = [t for t in self.tracks if not t.retired and self.frame - t.last_seen < max(int(span), 1)]
+        if not live:
             return Propagation(detect=True)
-        k = last.scores.shape[1]
-        boxes = np.concatenate([last.boxes[:, :4], pose_scores(last.scores, self.vis_thr)[:, None]], axis=1)
-        kb, src = boxes_from_keypoints(last.keypoints, last.scores, self.vis_thr, min_joints=max(2, (k + 1) // 2))
+        kp = np.stack([t.keypoints for t in live])
+        k = kp.shape[1]
+        boxes = np.concatenate([np.stack([t.box for t in live]), pose_scores(kp[..., 2], self.vis_thr)[:, None]], axis=1)
+        kb, src = boxes_from_keypoints(kp[..., :2], kp[..., 2], self.vis_thr, min_joints=max(2, (k + 1) // 2))
         boxes[src, :4] = kb[:, :4]
-        return Propagation(boxes, last.track_ids.astype(np.int64).copy(), self.should_detect(index))
+        return Propagation(boxes, np.array([t.id for t in live], np.int64), self.should_detect(index))
 
     def plan(self, detections: Optional[np.ndarray], frame_shape: Optional[Sequence[int]] = None,
              prop: Optional[Propagation] = None) -> BoxPlan:
