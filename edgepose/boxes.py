@@ -57,6 +57,17 @@ def clip_boxes(boxes: np.ndarray, frame_shape: Sequence[int], min_size: float = 
     return b[(b[:, 2] >= min_size) & (b[:, 3] >= min_size)]
 
 
+def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a (N, 4)`` with every box in ``b (M, 4)`` (x, y, w, h) -> ``(N, M)``."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    ix = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    iy = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
 def boxes_from_keypoints(
     keypoints: np.ndarray,
     scores: np.ndarray,

@@ -57,6 +57,8 @@ class SourceLost(UsageError):
 # ----------------------------------------------------------------------------- arguments
 
 def build_parser() -> argparse.ArgumentParser:
+    from .tracking import CONFIRM_K, MAX_AGE, PERSON_THR, PROP_THR
+
     p = argparse.ArgumentParser(prog="edgepose", description="Top-down pose estimation on Rockchip NPU boards and PCs.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a model on a camera, a video or an image")
@@ -79,7 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "propagate boxes from the last poses in between (default 1)")
     r.add_argument("--flip-test", action="store_true", help="also run mirrored crops and merge (slower, more accurate)")
     r.add_argument("--no-track", action="store_true", help="do not assign track ids (all -1)")
-    r.add_argument("--max-age", type=int, default=30, help="frames a lost track keeps its id (default 30)")
+    r.add_argument("--max-age", type=int, default=MAX_AGE, help="frames a lost track keeps its id and takes it back "
+                   f"when it reappears near where it was (default {MAX_AGE})")
+    r.add_argument("--person-thr", type=float, default=PERSON_THR, metavar="T", help="report, draw, track and "
+                   "propagate only persons whose score (or, for a person the detector backs, its box score) reaches T "
+                   f"(default {PERSON_THR})")
+    r.add_argument("--prop-thr", type=float, default=PROP_THR, metavar="T", help="a person carried by box propagation "
+                   f"alone dies when its pose score (mean joint score above 0.2) falls below T (default {PROP_THR})")
+    r.add_argument("--confirm-k", type=int, default=CONFIRM_K, metavar="K", help="a person carried by box propagation "
+                   f"alone dies after K detector runs that do not confirm it (default {CONFIRM_K})")
     r.add_argument("--jsonl", metavar="FILE", help="write one JSON line per frame to FILE ('-' = stdout)")
     r.add_argument("--out", metavar="FILE", help="annotated video (.mp4, mp4v) or image (.jpg/.png for --image)")
     r.add_argument("--serve", metavar="[HOST:]PORT", help="MJPEG preview server, e.g. :8080 (binds 127.0.0.1 unless a "
@@ -148,7 +158,7 @@ def load_pipeline(args: argparse.Namespace, detector: Any = None, boxes: Any = N
         raise UsageError(f"--model {model}: file not found")
     try:
         return Pipeline(model, workers, detector, flip_test=args.flip_test, backend=args.backend, boxes=boxes,
-                        on_error=on_error, **_backend_options(args))
+                        on_error=on_error, person_thr=getattr(args, "person_thr", 0.0), **_backend_options(args))
     except (MetadataError, BackendError, ValueError) as exc:
         raise UsageError(f"--model {model}: {exc}") from None
 
@@ -375,6 +385,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         raise UsageError(f"--reconnect {args.reconnect}: must be >= 0")
     if args.detect_every < 1:
         raise UsageError(f"--detect-every {args.detect_every}: must be >= 1")
+    for flag, v in (("--person-thr", args.person_thr), ("--prop-thr", args.prop_thr)):
+        if not 0.0 <= v <= 1.0:
+            raise UsageError(f"{flag} {v}: must be between 0 and 1")
+    if args.confirm_k < 1:
+        raise UsageError(f"--confirm-k {args.confirm_k}: must be >= 1")
+    if args.max_age < 0:
+        raise UsageError(f"--max-age {args.max_age}: must be >= 0")
     if args.token and not args.serve:
         raise UsageError("--token: only meaningful with --serve")
     if args.boxes and args.detector:
@@ -414,7 +431,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         raise
     ks = pipe.keypoint_set
     if not args.no_track:
-        pipe.tracker = PoseTracker(pipe.sigmas, max_age=args.max_age, detect_every=args.detect_every)
+        pipe.tracker = PoseTracker(pipe.sigmas, max_age=args.max_age, detect_every=args.detect_every,
+                                   person_thr=args.person_thr, prop_thr=args.prop_thr, confirm_k=args.confirm_k)
     tracker = pipe.tracker
     skeleton = ks.skeleton if ks else ()
 

@@ -35,10 +35,10 @@ import numpy as np
 
 from .backends import Backend, BackendError, choose_backend
 from .board import board_npu_cores, soc_npu_cores
-from .boxes import BoxSource, Detector, clip_boxes
+from .boxes import BoxSource, Detector
 from .estimator import PoseEstimator, Poses
 from .metadata import MetadataError
-from .tracking import PoseTracker
+from .tracking import PERSON_THR, BoxPlan, PoseTracker, Propagation, merge_boxes, person_filter
 
 log = logging.getLogger("edgepose.pipeline")
 
@@ -105,8 +105,8 @@ class _RunState:
     live: bool
     cond: threading.Condition = field(default_factory=threading.Condition)
     waiting: Deque[_Job] = field(default_factory=deque)
-    results: Dict[int, Tuple[FrameResult, float]] = field(default_factory=dict)  # seq -> (result, t_read)
-    snapshots: Dict[int, Tuple[np.ndarray, bool]] = field(default_factory=dict)
+    results: Dict[int, Tuple[FrameResult, float, Optional[BoxPlan]]] = field(default_factory=dict)  # seq -> ...
+    snapshots: Dict[int, Propagation] = field(default_factory=dict)
     next_seq: int = 0  # the next sequence number a worker takes
     next_out: int = 0  # the next sequence number handed back
     dropped: int = 0
@@ -183,6 +183,9 @@ class Pipeline:
         queue_size: frames waiting for a worker (default 2 for files, 1 for a live source).
         npu_cores: cores to pin rknnlite workers over (default :func:`npu_core_count`).
         on_error: called with each failed :class:`FrameResult` (default: one log warning).
+        person_thr: without a tracker, persons whose evidence (the larger of the person score
+            and the box score) is below it are not reported; with a tracker, the tracker's
+            ``person_thr`` decides (:mod:`edgepose.tracking`).
         options: the rest of the estimator's options (``refine``, ``nms_thr``, ``vis_thr``) and
             the backend's (``threads``; ``core_mask``, ``rknnlite_cls``).
 
@@ -207,6 +210,7 @@ class Pipeline:
         queue_size: Optional[int] = None,
         npu_cores: Optional[int] = None,
         on_error: Optional[Callable[[FrameResult], None]] = None,
+        person_thr: float = PERSON_THR,
         **options: Any,
     ) -> None:
         if workers == "auto":
@@ -230,6 +234,9 @@ class Pipeline:
         self.queue_size = queue_size
         self.tracker = tracker
         self.on_error = on_error
+        if not 0.0 <= float(person_thr) <= 1.0:
+            raise ValueError(f"person_thr: must be in [0, 1], got {person_thr}")
+        self.person_thr = float(person_thr)
         if detector is not None and not getattr(detector, "thread_safe", False):
             detector = _LockedDetector(detector)
         self.boxes = BoxSource(boxes, detector)
@@ -353,25 +360,24 @@ class Pipeline:
     def _propagation(self) -> bool:
         return self.boxes.detector is not None and self.tracker is not None
 
-    def _boxes_for(self, job: _Job, st: _RunState) -> Optional[np.ndarray]:
+    def _boxes_for(self, job: _Job, st: _RunState) -> Tuple[Optional[np.ndarray], Optional[BoxPlan]]:
         if not self._propagation():
-            return self.boxes(job.frame, job.index)
-        # the paper's scheme: detector boxes every N frames merged with boxes propagated from
-        # the poses of frame seq - workers; propagated boxes alone in between
+            return self.boxes(job.frame, job.index), None
+        # the paper's scheme: detector boxes every N frames merged by IoU with the boxes
+        # propagated from the tracked poses of frame seq - workers; propagated boxes alone in between
         src = job.seq - self.workers
         if src < 0:
-            prop, detect = np.zeros((0, 5)), True
+            prop = Propagation()
         else:
             with st.cond:
                 while src not in st.snapshots:
                     if self._stop:
                         raise _Abandoned()
                     st.cond.wait(POLL_S)
-                prop, detect = st.snapshots.pop(src)
-        prop = clip_boxes(prop, job.frame.shape)
-        if not detect:
-            return prop
-        return np.concatenate([self.boxes(job.frame, job.index), prop])
+                prop = st.snapshots.pop(src)
+        det = self.boxes(job.frame, job.index) if prop.detect else None
+        plan = merge_boxes(det, prop, self.tracker.merge_iou, job.frame.shape)
+        return plan.boxes, plan
 
     def _work(self, wid: int, est: PoseEstimator, st: _RunState) -> None:
         k = est.meta.num_joints
@@ -384,10 +390,13 @@ class Pipeline:
             error = None
             est.last_timings = {}
             t1 = t0
+            plan = None
             try:
-                b = self._boxes_for(job, st)
+                b, plan = self._boxes_for(job, st)
                 t1 = time.perf_counter()
                 poses = est(job.frame, b, from_detector=from_det)
+                if self.tracker is None and self.person_thr > 0:
+                    poses = poses.select(np.flatnonzero(person_filter(poses, self.person_thr)))
             except _Abandoned:
                 return
             except Exception as exc:  # one bad frame must not end the stream
@@ -399,10 +408,10 @@ class Pipeline:
             timings.update(est.last_timings)
             res = FrameResult(job.index, job.seq, job.frame, poses, timings, job.tag, error, wid)
             with st.cond:
-                st.results[job.seq] = (res, job.t_read)
+                st.results[job.seq] = (res, job.t_read, plan)
                 st.cond.notify_all()
 
-    def _next_result(self, st: _RunState) -> Optional[Tuple[FrameResult, float]]:
+    def _next_result(self, st: _RunState) -> Optional[Tuple[FrameResult, float, Optional[BoxPlan]]]:
         with st.cond:
             while True:
                 got = st.results.pop(st.next_out, None)
@@ -416,15 +425,19 @@ class Pipeline:
                     return None
                 st.cond.wait(POLL_S)
 
-    def _post_track(self, res: FrameResult, st: _RunState) -> None:
-        """Track ``res`` (in order) and leave the boxes it propagates for frame seq + workers."""
+    def _post_track(self, res: FrameResult, st: _RunState, plan: Optional[BoxPlan] = None) -> None:
+        """Track ``res`` (in order) and leave the boxes it propagates for frame seq + workers.
+
+        Ghosts die here, in frame order: a box propagated (``workers`` frames ahead) from a
+        person who has died since is dropped by the tracker when that frame comes back, so a
+        ghost lives no longer with several workers than with one."""
         t0 = time.perf_counter()
         tr = self.tracker
         if tr is not None and res.error is None:
-            tr.update(res.poses, res.index)
+            res.poses = tr.update(res.poses, res.index, plan)
         if self._propagation():
             target = res.seq + self.workers
-            snap = (tr.propagated_boxes(), tr.should_detect(target))
+            snap = tr.propagation(target, span=self.workers)
             with st.cond:
                 st.snapshots[res.seq] = snap
                 st.cond.notify_all()
@@ -463,8 +476,8 @@ class Pipeline:
                 got = self._next_result(st)
                 if got is None:
                     break
-                res, t_read = got
-                self._post_track(res, st)
+                res, t_read, plan = got
+                self._post_track(res, st, plan)
                 res.latency_ms = (time.perf_counter() - t_read) * 1e3
                 with st.cond:
                     st.next_out += 1

@@ -63,8 +63,10 @@ def test_dissimilar_pose_starts_new_track():
     tr = PoseTracker(COCO.sigmas_array())
     a = tr.update(_poses(kps[:1], boxes[:1])).track_ids[0]
     moved = kps[:1].copy()
-    moved[..., 0] += 600  # far away: OKS ~ 0
-    assert tr.update(_poses(moved, boxes[:1])).track_ids[0] != a
+    moved[..., 0] += 600  # far away: OKS ~ 0, and its box does not overlap the old one (no IoU fallback)
+    far = boxes[:1].copy()
+    far[:, 0] += 600
+    assert tr.update(_poses(moved, far)).track_ids[0] != a
 
 
 @needs_data
