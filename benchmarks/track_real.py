@@ -46,21 +46,12 @@ def wrestlers(poses, frame_shape) -> bool:
 
 
 def stamp_efficientpose(src: Path, out: Path) -> Path:
-    """A copy of the EfficientPose ONNX with the edgepose metadata its README states."""
-    import onnx
+    """The EfficientPose ONNX with edgepose metadata, through ``host_tools import-onnx`` with the
+    flags docs/IMPORT.md gives for it (224x224 RGB, x / 127.5 - 1, MPII)."""
+    from host_tools.import_onnx import ImportSpec, import_onnx
 
-    from edgepose.keypoints import MPII, flip_pairs_list
-    from edgepose.metadata import METADATA_KEY, ModelMeta
-
-    model = onnx.load(str(src))
-    meta = ModelMeta(input_size=(224, 224), heatmap_size=(224, 224), color="rgb", mean=(127.5,) * 3,
-                     std=(127.5,) * 3, keypoint_set="mpii", num_joints=MPII.num_joints,
-                     flip_pairs=flip_pairs_list(MPII), batch=1, arch="efficientpose_rt_lite").validate()
-    del model.metadata_props[:]
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, meta.to_json()
-    onnx.save(model, str(out))
-    return out
+    spec = ImportSpec(color="rgb", mean=(127.5,) * 3, std=(127.5,) * 3, keypoints="mpii", arch="efficientpose_rt_lite")
+    return import_onnx(src, out, spec, force=True, log=lambda line: None).path
 
 
 def read_clip(path: Path, frames: int = 0) -> List[np.ndarray]:
