@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "argmax.hpp"
 #include "kernels.hpp"
 
 namespace py = pybind11;
@@ -121,6 +122,8 @@ py::tuple decode_py(const py::array& hm_in, const py::object& flipped_in, const 
         inv = F64::ensure(inv_in);
         if (!inv.ptr() || inv.ndim() != 3 || inv.shape(0) != n || inv.shape(1) != 2 || inv.shape(2) != 3)
             fail("inv_matrices: expected (N, 2, 3)");
+        for (int64_t i = 0; i < 6 * n; ++i)
+            if (!std::isfinite(inv.data()[i])) fail("inv_matrices: contain NaN or inf");
     }
     if (perm.ndim() != 1 || perm.shape(0) != k) fail("flip_pairs: permutation must have K entries");
     for (int64_t j = 0; j < k; ++j)
@@ -331,6 +334,35 @@ PYBIND11_MODULE(_native, mod) {
     mod.def("decode", &decode_py, py::arg("heatmaps"), py::arg("flipped"), py::arg("inv"), py::arg("perm"),
             py::arg("shift"), py::arg("scale"), py::arg("zero_point"), py::arg("refine"), py::arg("dark_kernel"),
             "(N, K, H, W) heatmaps -> (coords (N, K, 2) float32, scores (N, K) float32).");
+    mod.def(
+        "argmax_first",
+        [](const py::array& a_in) -> int64_t {
+            py::array a = py::array::ensure(a_in, py::array::c_style);
+            if (!a.ptr() || a.ndim() != 1 || a.shape(0) < 1) fail("a: expected a non-empty 1-D array");
+            const int64_t n = a.shape(0);
+            const void* p = a.data();
+            int t = py::dtype::of<float>().is(a.dtype())     ? 0
+                    : py::dtype::of<int8_t>().is(a.dtype())  ? 1
+                    : py::dtype::of<uint8_t>().is(a.dtype()) ? 2
+                    : py::dtype::of<int16_t>().is(a.dtype()) ? 3
+                                                              : -1;
+            if (t < 0) fail("a: expected float32, int8, uint8 or int16");
+            py::gil_scoped_release nogil;
+            if (t == 0) return argmax_first_f32(static_cast<const float*>(p), n);
+            if (t == 1) return argmax_first_i8(static_cast<const int8_t*>(p), n);
+            if (t == 2) return argmax_first_u8(static_cast<const uint8_t*>(p), n);
+            return argmax_first_i16(static_cast<const int16_t*>(p), n);
+        },
+        py::arg("a"), "The decode's scan on a 1-D array: np.argmax's index, or -1 if a float32 array holds NaN.");
+    mod.def("simd_level", &simd_level, "Instruction set of the decode's argmax scans: avx2, sse2, neon or scalar.");
+    mod.def(
+        "set_simd_level",
+        [](const std::string& name) {
+            if (!set_simd_level(name.c_str()))
+                fail("simd level: " + name +
+                     " cannot run on this build or CPU (auto, scalar, sse2 or avx2 on x86-64, neon on aarch64)");
+        },
+        py::arg("name"), "Force the argmax scans onto one instruction set (tests, benchmarks); 'auto' = the best.");
     mod.def("flip_merge", &flip_merge_py, py::arg("heatmaps"), py::arg("flipped"), py::arg("perm"),
             py::arg("shift"), "(heatmaps + flip_back(flipped)) / 2, float32 (N, K, H, W).");
     mod.def("oks_nms", &oks_nms_py, py::arg("keypoints"), py::arg("scores"), py::arg("areas"), py::arg("sigmas"),
