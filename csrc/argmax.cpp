@@ -3,6 +3,7 @@
 // attribute) and chosen at run time when the CPU has it, so the wheel runs on any x86-64.
 #include "argmax.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -55,8 +56,12 @@ struct F32 {
     static M or_(M a, M b) { return _mm_or_ps(a, b); }
     static bool any(M m) { return _mm_movemask_ps(m) != 0; }
     static int first(M m) { return first_bit(unsigned(_mm_movemask_ps(m))); }
-    static M bad(V a, V b) { return _mm_cmpunord_ps(a, b); }
-    static bool has_nan(V) { return false; }
+    static M no_lanes() { return _mm_setzero_ps(); }
+    static M nan_lanes(const V* v, V) {  // max drops a NaN operand: test the loads, a pair per compare
+        return _mm_or_ps(_mm_or_ps(_mm_cmpunord_ps(v[0], v[1]), _mm_cmpunord_ps(v[2], v[3])),
+                         _mm_or_ps(_mm_cmpunord_ps(v[4], v[5]), _mm_cmpunord_ps(v[6], v[7])));
+    }
+    static bool any_gt(V t, V b) { return _mm_movemask_ps(_mm_cmpgt_ps(t, b)) != 0; }
     static float lanes_max(V v) {
         float t[L];
         _mm_storeu_ps(t, v);
@@ -84,7 +89,9 @@ struct IntBase {
 struct U8 : IntBase<uint8_t> {
     static V loadk(const T* p) { return load(p); }
     static V set1(T v) { return _mm_set1_epi8(char(v)); }
+    static V set1k(T v) { return set1(v); }
     static V max(V a, V b) { return _mm_max_epu8(a, b); }
+    static bool any_gt(V t, V b) { return _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(t, b), b)) != 0xFFFF; }
     static M eq(V a, V b) { return _mm_cmpeq_epi8(a, b); }
     static T lanes_max(V v) {
         uint8_t t[L];
@@ -99,7 +106,9 @@ struct I8 : IntBase<int8_t> {
     // SSE2 has an unsigned byte max only: reduce keys v ^ 0x80, which order like the values
     static V loadk(const T* p) { return _mm_xor_si128(load(p), _mm_set1_epi8(char(0x80))); }
     static V set1(T v) { return _mm_set1_epi8(char(v)); }
+    static V set1k(T v) { return _mm_set1_epi8(char(uint8_t(v) ^ 0x80u)); }
     static V max(V a, V b) { return _mm_max_epu8(a, b); }
+    static bool any_gt(V t, V b) { return _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(t, b), b)) != 0xFFFF; }
     static M eq(V a, V b) { return _mm_cmpeq_epi8(a, b); }
     static T lanes_max(V v) {
         uint8_t t[L];
@@ -113,7 +122,9 @@ struct I8 : IntBase<int8_t> {
 struct I16 : IntBase<int16_t> {
     static V loadk(const T* p) { return load(p); }
     static V set1(T v) { return _mm_set1_epi16(v); }
+    static V set1k(T v) { return set1(v); }
     static V max(V a, V b) { return _mm_max_epi16(a, b); }
+    static bool any_gt(V t, V b) { return _mm_movemask_epi8(_mm_cmpgt_epi16(t, b)) != 0; }
     static M eq(V a, V b) { return _mm_cmpeq_epi16(a, b); }
     static T lanes_max(V v) {
         int16_t t[L];
@@ -157,8 +168,12 @@ struct F32 {
     static M or_(M a, M b) { return _mm256_or_ps(a, b); }
     static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
     static int first(M m) { return first_bit(unsigned(_mm256_movemask_ps(m))); }
-    static M bad(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_UNORD_Q); }
-    static bool has_nan(V) { return false; }
+    static M no_lanes() { return _mm256_setzero_ps(); }
+    static M nan_lanes(const V* v, V) {
+        return _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(v[0], v[1], _CMP_UNORD_Q), _mm256_cmp_ps(v[2], v[3], _CMP_UNORD_Q)),
+                            _mm256_or_ps(_mm256_cmp_ps(v[4], v[5], _CMP_UNORD_Q), _mm256_cmp_ps(v[6], v[7], _CMP_UNORD_Q)));
+    }
+    static bool any_gt(V t, V b) { return _mm256_movemask_ps(_mm256_cmp_ps(t, b, _CMP_GT_OQ)) != 0; }
     static float lanes_max(V v) {
         float t[L];
         _mm256_storeu_ps(t, v);
@@ -193,17 +208,23 @@ struct IntBase {
 
 struct U8 : IntBase<uint8_t> {
     static V set1(T v) { return _mm256_set1_epi8(char(v)); }
+    static V set1k(T v) { return set1(v); }
     static V max(V a, V b) { return _mm256_max_epu8(a, b); }
+    static bool any_gt(V t, V b) { return unsigned(_mm256_movemask_epi8(_mm256_cmpeq_epi8(max(t, b), b))) != 0xFFFFFFFFu; }
     static M eq(V a, V b) { return _mm256_cmpeq_epi8(a, b); }
 };
 struct I8 : IntBase<int8_t> {
     static V set1(T v) { return _mm256_set1_epi8(char(v)); }
+    static V set1k(T v) { return set1(v); }
     static V max(V a, V b) { return _mm256_max_epi8(a, b); }
+    static bool any_gt(V t, V b) { return _mm256_movemask_epi8(_mm256_cmpgt_epi8(t, b)) != 0; }
     static M eq(V a, V b) { return _mm256_cmpeq_epi8(a, b); }
 };
 struct I16 : IntBase<int16_t> {
     static V set1(T v) { return _mm256_set1_epi16(v); }
+    static V set1k(T v) { return set1(v); }
     static V max(V a, V b) { return _mm256_max_epi16(a, b); }
+    static bool any_gt(V t, V b) { return _mm256_movemask_epi8(_mm256_cmpgt_epi16(t, b)) != 0; }
     static M eq(V a, V b) { return _mm256_cmpeq_epi16(a, b); }
 };
 
@@ -245,8 +266,9 @@ struct F32 {
             if (t[j]) return j;
         return -1;
     }
-    static M bad(V, V) { return vdupq_n_u32(0); }  // NaN sticks in the accumulators instead
-    static bool has_nan(V acc) { return vminvq_u32(vceqq_f32(acc, acc)) == 0; }
+    static M no_lanes() { return vdupq_n_u32(0); }
+    static M nan_lanes(const V*, V t) { return vmvnq_u32(vceqq_f32(t, t)); }  // FMAX keeps NaN in t
+    static bool any_gt(V t, V b) { return vmaxvq_u32(vcgtq_f32(t, b)) != 0; }
     static float lanes_max(V v) {
         float t[L];
         vst1q_f32(t, v);
@@ -264,7 +286,9 @@ struct U8 {
     static V load(const T* p) { return vld1q_u8(p); }
     static V loadk(const T* p) { return load(p); }
     static V set1(T v) { return vdupq_n_u8(v); }
+    static V set1k(T v) { return set1(v); }
     static V max(V a, V b) { return vmaxq_u8(a, b); }
+    static bool any_gt(V t, V b) { return vmaxvq_u8(vcgtq_u8(t, b)) != 0; }
     static M eq(V a, V b) { return vceqq_u8(a, b); }
     static M or_(M a, M b) { return vorrq_u8(a, b); }
     static bool any(M m) { return vmaxvq_u8(m) != 0; }
@@ -286,7 +310,9 @@ struct I8 {
     static V load(const T* p) { return vld1q_s8(p); }
     static V loadk(const T* p) { return load(p); }
     static V set1(T v) { return vdupq_n_s8(v); }
+    static V set1k(T v) { return set1(v); }
     static V max(V a, V b) { return vmaxq_s8(a, b); }
+    static bool any_gt(V t, V b) { return vmaxvq_u8(vcgtq_s8(t, b)) != 0; }
     static M eq(V a, V b) { return vceqq_s8(a, b); }
     static M or_(M a, M b) { return vorrq_u8(a, b); }
     static bool any(M m) { return vmaxvq_u8(m) != 0; }
@@ -302,7 +328,9 @@ struct I16 {
     static V load(const T* p) { return vld1q_s16(p); }
     static V loadk(const T* p) { return load(p); }
     static V set1(T v) { return vdupq_n_s16(v); }
+    static V set1k(T v) { return set1(v); }
     static V max(V a, V b) { return vmaxq_s16(a, b); }
+    static bool any_gt(V t, V b) { return vmaxvq_u16(vcgtq_s16(t, b)) != 0; }
     static M eq(V a, V b) { return vceqq_s16(a, b); }
     static M or_(M a, M b) { return vorrq_u16(a, b); }
     static bool any(M m) { return vmaxvq_u16(m) != 0; }
