@@ -259,6 +259,15 @@ def decode(
         ValueError: wrong shapes/dtypes, missing scale, NaN in the maps.
     """
     nat = _dispatch.native()
+    if nat is not None and flipped is None and refine == "quarter":
+        # the runtime's call (float32, or int8/uint8 with scale and zero point; float64 matrices)
+        # through the kernel's lean entry, which checks it: at one person the full validation
+        # below would be a third of the time. What that entry refuses (or NaN) goes through the
+        # validation, which names the problem.
+        try:
+            return nat.decode_quarter(heatmaps, inv_matrices, scale, zero_point)
+        except ValueError:
+            pass
     hm, fl, s, zp, inv = _validate(heatmaps, inv_matrices, scale, zero_point, flipped, flip_pairs, refine, dark_kernel,
                                    native=nat is not None)
     if nat is None:

@@ -214,3 +214,57 @@ def test_levels_agree_on_real_looking_maps():
     for lv in RUNNABLE[1:]:
         np.testing.assert_array_equal(out[lv][0], out["scalar"][0])
         np.testing.assert_array_equal(out[lv][1], out["scalar"][1])
+
+
+def test_lean_entry_equals_the_general_one_and_refuses_the_rest():
+    """edgepose.decode's common call goes through _native.decode_quarter; it must give the general
+    entry's results, and refuse (ValueError, so that decode validates in full) all it does not take."""
+    rng = np.random.default_rng(3)
+    n, k = 3, 17
+    hm = rng.normal(0, 1, (n, k, 64, 48)).astype(np.float32)
+    inv = np.ascontiguousarray(rng.normal(0, 2, (n, 2, 3)))
+    perm = np.arange(k, dtype=np.int64)
+    q8 = rng.integers(-128, 128, hm.shape).astype(np.int8)
+    u8 = rng.integers(0, 256, hm.shape).astype(np.uint8)
+    for maps, scale, zp in ((hm, None, None), (q8, 0.03, -7), (u8, 0.5, 200), (q8, 2, None)):
+        for m in (inv, None):
+            a = nat.decode_quarter(maps, m, scale, zp)
+            b = nat.decode(maps, None, m, perm, True, 1.0 if scale is None else float(scale), zp or 0, 0, 11)
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+    refused = [
+        (hm[:, :, :, ::2], inv, None, None),                       # not C-contiguous
+        (hm.astype(np.float64), inv, None, None),                  # dtype
+        (hm[0], None, None, None),                                  # 3-D
+        (hm.tolist(), None, None, None),                            # not an array
+        (hm, inv.astype(np.float32), None, None),                   # matrices' dtype
+        (hm, inv[:2], None, None),                                  # matrices' count
+        (hm, np.asfortranarray(inv), None, None),                   # matrices' layout
+        (hm, np.full((n, 2, 3), np.nan), None, None),               # NaN in the matrices
+        (hm, None, 0.1, None),                                      # scale for float maps
+        (q8, None, None, None),                                     # no scale for int8
+        (q8, None, -1.0, 0),                                        # scale <= 0
+        (q8, None, float("inf"), 0),
+        (q8, None, 0.1, 128),                                       # zero point out of range
+        (u8, None, 0.1, -1),
+        (q8, None, 0.1, np.int64(3)),                               # not a Python int: the general path
+        (np.zeros((1, 1, 0, 4), np.float32), None, None, None),     # empty maps
+    ]
+    for args in refused:
+        with pytest.raises(ValueError):
+            nat.decode_quarter(*args)
+    bad = hm.copy()
+    bad[2, 16, 63, 47] = np.nan
+    with pytest.raises(ValueError, match="heatmaps: contain NaN"):
+        nat.decode_quarter(bad, inv, None, None)
+    # through edgepose.decode, the refused calls still work or fail with the general path's message
+    c, s = edgepose.decode(q8, inv, scale=0.1, zero_point=np.int64(3))
+    c2, s2 = dec.decode_numpy(q8, inv, scale=0.1, zero_point=3)
+    np.testing.assert_array_equal(c, c2)
+    np.testing.assert_array_equal(s, s2)
+    with pytest.raises(ValueError, match=r"inv_matrices: expected \(3, 2, 3\)"):
+        edgepose.decode(hm, inv[:2])
+    with pytest.raises(ValueError, match="inv_matrices: contain NaN or inf"):
+        edgepose.decode(hm, np.full((n, 2, 3), np.nan))
+    with pytest.raises(ValueError, match="zero_point: 128 outside the int8 range"):
+        edgepose.decode(q8, scale=0.1, zero_point=128)
