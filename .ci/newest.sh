@@ -46,8 +46,8 @@ else
   tar -C "$SRC" --exclude=.venv --exclude='.venv-*' --exclude=build --exclude='*.so' -cf - . | tar -xf - -C "$work"
 fi
 
-# no pins on purpose (bar torch): the newest releases; psutil for the serve/memory tests
-(cd "$work" && EDGEPOSE_REQUIRE_NATIVE=1 "$PY" -m pip install -q -e ".[host,test]" psutil 2>&1 | quiet)
+# no pins on purpose (bar torch): the newest releases of everything the extras name
+(cd "$work" && EDGEPOSE_REQUIRE_NATIVE=1 "$PY" -m pip install -q -e ".[host,test]" 2>&1 | quiet)
 "$PY" - <<'PY'
 import sys, numpy, cv2, onnxruntime, onnx, torch, edgepose
 assert torch.version.cuda is None, f"newest: torch {torch.__version__} is a CUDA build"
