@@ -35,9 +35,9 @@ ROWS = []
 def _lines():
     out = [f"OpenCV {cv2.__version__} on {cv2.getNumThreads()} thread(s); onnxruntime on 1 thread; "
            "median per frame, timed in alternation in one process",
-           f"{'photo':<28s}{'size':>11s}{'HOG':>10s}{'YOLOX-Nano':>12s}{'HOG / YOLOX-Nano':>18s}"]
+           f"{'photo':<40s}{'size':>11s}{'HOG':>10s}{'YOLOX-Nano':>12s}{'HOG / YOLOX-Nano':>18s}"]
     for name, size, hog, yolo, ratio in ROWS:
-        out.append(f"{name:<28s}{size:>11s}{hog * 1e3:8.1f}ms{yolo * 1e3:10.1f}ms{ratio:17.1f}x")
+        out.append(f"{name:<40s}{size:>11s}{hog * 1e3:8.1f}ms{yolo * 1e3:10.1f}ms{ratio:17.1f}x")
     return out
 
 
@@ -63,7 +63,7 @@ def test_hog_vs_yolox_nano(photo, report_table):
         t_hog.append(t1 - t0)
         t_yolo.append(t2 - t1)
     ratio = statistics.median(a / b for a, b in zip(t_hog, t_yolo))
-    ROWS.append((f"{photo.parent.name[:14]}/{photo.name[:13]}", f"{frame.shape[1]}x{frame.shape[0]}",
+    ROWS.append((f"{photo.parent.name}/{photo.name}", f"{frame.shape[1]}x{frame.shape[0]}",
                  statistics.median(t_hog), statistics.median(t_yolo), ratio))
     report_table("person detectors per frame: --detector hog vs YOLOX-Nano ONNX "
                  "(benchmarks/bench_person_detectors.py)", _lines)
