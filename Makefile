@@ -8,7 +8,7 @@ STAMP := $(VENV)/.edgepose-installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements/host.txt pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.hpp csrc/*.h)
+$(STAMP): requirements/host.txt pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.hpp csrc/*.h csrc/*.inc)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=23"
 	$(PY) -m pip install -q -r requirements/host.txt

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import statistics
+import time
 
 import cv2
 import numpy as np
@@ -151,9 +153,30 @@ def _oks_nms_numba(kpts, scores, areas, sigmas, thr):
 
 # ----------------------------------------------------------------------------- what users write
 
+def _reference_affine(center, scale, output_size, inv):
+    """The original project's get_affine_transform (rot 0, shift 0): three point pairs (centre,
+    a point up the box's vertical at half its width, the third point perpendicular to those)
+    handed to cv2.getAffineTransform, once per person."""
+    src_w = scale[0] * 200.0
+    dst_w, dst_h = output_size
+    src_dir = np.array([0.0, src_w * -0.5])
+    dst_dir = np.array([0.0, dst_w * -0.5], np.float32)
+    src = np.zeros((3, 2), np.float32)
+    dst = np.zeros((3, 2), np.float32)
+    src[0] = center
+    src[1] = center + src_dir
+    dst[0] = [dst_w * 0.5, dst_h * 0.5]
+    dst[1] = np.array([dst_w * 0.5, dst_h * 0.5]) + dst_dir
+    for pts in (src, dst):  # third point: the second turned 90 degrees about the first
+        d = pts[0] - pts[1]
+        pts[2] = pts[1] + np.array([-d[1], d[0]], np.float32)
+    return cv2.getAffineTransform(dst, src) if inv else cv2.getAffineTransform(src, dst)
+
+
 def reference_decode(hm, centers, scales, heatmap_size):
-    """Reference-project style: vectorised argmax, a Python loop for the quarter offset, then one
-    inverse affine per person applied point by point."""
+    """What the original project's get_final_preds does (written here from its steps): argmax
+    and amax over the flattened maps, a mask for maxima <= 0, a Python loop for the quarter
+    offset, then per person its inverse affine applied point by point (transform_preds)."""
     n, k, h, w = hm.shape
     flat = hm.reshape(n, k, -1)
     idx = np.argmax(flat, 2).reshape(n, k, 1)
@@ -169,11 +192,11 @@ def reference_decode(hm, centers, scales, heatmap_size):
             if 1 < px < w - 1 and 1 < py < h - 1:
                 diff = np.array([m[py][px + 1] - m[py][px - 1], m[py + 1][px] - m[py - 1][px]])
                 preds[i, j] += np.sign(diff) * 0.25
-    out = np.zeros_like(preds)
+    out = np.zeros(preds.shape)
     for i in range(n):
-        t = get_affine_transform(centers[i], scales[i], 0, heatmap_size, inv=True)
+        t = _reference_affine(centers[i], scales[i], heatmap_size, inv=True)
         for j in range(k):
-            out[i, j] = np.dot(t, np.array([preds[i, j, 0], preds[i, j, 1], 1.0]))[:2]
+            out[i, j, 0:2] = np.dot(t, np.array([preds[i, j, 0], preds[i, j, 1], 1.0]).T)[:2]
     return out, maxvals
 
 
@@ -249,7 +272,7 @@ def _poses(n, seed=0):
 # ----------------------------------------------------------------------------- decode
 
 @pytest.mark.parametrize("n", PERSONS)
-@pytest.mark.parametrize("impl", ["native", "numpy twin", "numba loop", "reference NumPy (original code style)"])
+@pytest.mark.parametrize("impl", ["native", "numpy twin", "numba loop", "original get_final_preds (reimplemented)"])
 def test_decode_float32(measure, n, impl):
     hm, centers, scales, inv = _heatmaps(n)
     group = f"decode 17x64x48 float32, {n} person(s)"
@@ -301,6 +324,65 @@ def test_decode_flip(measure, n, impl):
     else:
         fn = lambda: dec.decode_numpy(hm, inv, flipped=fl, flip_pairs=pairs)  # noqa: E731
     measure(group, impl, fn)
+
+
+# ----------------------------------------------------------------------------- decode vs memcpy
+
+FLOOR: "dict[tuple, tuple]" = {}
+
+
+def _interleaved(fns, rounds=41, budget_s=0.5):
+    """Time each of ``fns`` round by round, in alternation, so that a change of load on a shared
+    machine hits all of them alike. Returns, per fn, the fastest round's seconds per call (the
+    least disturbed) and the median of its per-round ratios to ``fns[0]``."""
+    for f in fns:
+        f()  # warm-up
+    t0 = time.perf_counter()
+    fns[0]()
+    once = max(time.perf_counter() - t0, 1e-7)
+    iters = max(1, int(budget_s / rounds / len(fns) / once))
+    per = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, f in enumerate(fns):
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                f()
+            per[i].append((time.perf_counter() - t0) / iters)
+    best = [min(p) for p in per]
+    ratios = [statistics.median(a / b for a, b in zip(p, per[0])) for p in per]
+    return best, ratios
+
+
+def _floor_lines():
+    level = importlib.import_module("edgepose._native").simd_level()
+    out = [f"decode scans: {level}; timed in alternation in one process, 41 rounds: the fastest round's "
+           "time per call, decode / memcpy of those, and (in brackets) the median of the 41 rounds' ratios",
+           f"{'heatmaps':<32s}{'decode':>10s}{'memcpy':>10s}{'decode/memcpy':>20s}{'np.argmax alone':>17s}"]
+    for (n, dt), (best, ratios) in sorted(FLOOR.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        out.append(f"{f'17x64x48 {dt}, {n} person(s)':<32s}{best[0] * 1e6:8.1f}us{best[1] * 1e6:8.1f}us"
+                   f"{best[0] / best[1]:9.2f}x ({1 / ratios[1]:.2f}x){best[2] * 1e6:15.1f}us")
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+@pytest.mark.parametrize("n", PERSONS)
+def test_decode_vs_memcpy(report_table, n, dtype):
+    """The public ``edgepose.decode`` (validation included) against a memcpy of the same heatmaps
+    into a preallocated array (``np.copyto``): the floor that any decode reading the maps meets."""
+    hm, _, _, inv = _heatmaps(n)
+    kw = {}
+    if dtype == "int8":
+        kw = dict(scale=1.0 / 120, zero_point=-10)
+        hm = np.clip(np.round(hm * 120) - 10, -128, 127).astype(np.int8)
+    dst = np.empty_like(hm)
+    flat = hm.reshape(n, 17, -1)
+    c, s = edgepose.decode(hm, inv, **kw)
+    c2, s2 = dec.decode_numpy(hm, inv, **kw)
+    np.testing.assert_array_equal(c, c2)
+    np.testing.assert_array_equal(s, s2)
+    FLOOR[(n, dtype)] = _interleaved([lambda: edgepose.decode(hm, inv, **kw), lambda: np.copyto(dst, hm),
+                                      lambda: flat.argmax(2)])
+    report_table("decode vs a memcpy of the same heatmaps (benchmarks/bench_kernels.py -k memcpy)", _floor_lines)
 
 
 # ----------------------------------------------------------------------------- warp

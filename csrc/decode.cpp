@@ -5,100 +5,19 @@
 #include <type_traits>
 #include <vector>
 
+#include "argmax.hpp"
 #include "kernels.hpp"
 
 namespace edgepose {
 
 namespace {
 
-// Scratch of one decode call: column maxima (and, for float maps, a NaN/inf detector).
-template <class V>
-struct ArgmaxScratch {
-    std::vector<V> col;
-    std::vector<float> chk;
-    explicit ArgmaxScratch(int64_t w) : col(w), chk(w) {}
-};
-
-// Integer maps: blocks of 64 bytes with independent lanes (which the compiler turns into
-// byte/word SIMD max), then the first block holding the maximum.
-// Order-preserving map of a value to an unsigned lane: int8 -> uint8 by flipping the sign bit
-// (unsigned byte max is one SSE2/NEON instruction, signed byte max is not on SSE2).
-inline uint8_t ukey(int8_t v) { return uint8_t(v) ^ 0x80u; }
-inline uint8_t ukey(uint8_t v) { return v; }
-inline int16_t ukey(int16_t v) { return v; }
-inline int8_t from_key(uint8_t k, int8_t) { return int8_t(k ^ 0x80u); }
-inline uint8_t from_key(uint8_t k, uint8_t) { return k; }
-inline int16_t from_key(int16_t k, int16_t) { return k; }
-
-template <class V>
-int64_t argmax_first_int(const V* p, int64_t n) {
-    using K = decltype(ukey(V()));
-    constexpr int L = 64 / sizeof(V);
-    int64_t i = 0;
-    K kb = ukey(p[0]);
-    if (n >= L) {
-        K acc[L];
-        for (int j = 0; j < L; ++j) acc[j] = ukey(p[j]);
-        for (i = L; i + L <= n; i += L)
-            for (int j = 0; j < L; ++j) {
-                const K v = ukey(p[i + j]);
-                acc[j] = v > acc[j] ? v : acc[j];
-            }
-        for (int j = 0; j < L; ++j) kb = acc[j] > kb ? acc[j] : kb;
-    }
-    for (; i < n; ++i) kb = ukey(p[i]) > kb ? ukey(p[i]) : kb;
-    const V best = from_key(kb, V());
-    for (i = 0; i + L <= n; i += L) {
-        int hit = 0;
-        for (int j = 0; j < L; ++j) hit |= p[i + j] == best;
-        if (hit) break;
-    }
-    for (; i < n; ++i)
-        if (p[i] == best) return i;
-    return 0;  // unreachable
-}
-
 // Index of the first maximum (row-major, like np.argmax) of an h x w map; -1 if it holds NaN.
-// Pass 1 streams the map once, keeping per-column maxima: elementwise loops over a row, which
-// the compiler vectorises (max, and for floats a running sum of v * 0 that turns NaN as soon
-// as a NaN or inf passes). Pass 2 finds the first row holding the maximum while the map is in L1.
-template <class V>
-int64_t argmax_first(const V* p, int64_t h, int64_t w, ArgmaxScratch<V>& s) {
-    if constexpr (!std::is_floating_point<V>::value) {
-        return argmax_first_int(p, h * w);
-    } else {
-        V* col = s.col.data();
-        float* chk = s.chk.data();
-        for (int64_t x = 0; x < w; ++x) {
-            col[x] = p[x];
-            chk[x] = p[x] * 0.0f;
-        }
-        for (int64_t y = 1; y < h; ++y) {
-            const V* r = p + y * w;
-            for (int64_t x = 0; x < w; ++x) {
-                col[x] = r[x] > col[x] ? r[x] : col[x];
-                chk[x] += r[x] * 0.0f;
-            }
-        }
-        float c = 0.0f;
-        for (int64_t x = 0; x < w; ++x) c += chk[x];
-        if (c != c) {  // NaN or inf somewhere: only NaN is an error
-            for (int64_t i = 0; i < h * w; ++i)
-                if (p[i] != p[i]) return -1;
-        }
-        V best = col[0];
-        for (int64_t x = 1; x < w; ++x) best = col[x] > best ? col[x] : best;
-        for (int64_t y = 0; y < h; ++y) {
-            const V* r = p + y * w;
-            int hit = 0;
-            for (int64_t x = 0; x < w; ++x) hit |= r[x] == best;
-            if (hit)
-                for (int64_t x = 0; x < w; ++x)
-                    if (r[x] == best) return y * w + x;
-        }
-        return 0;  // unreachable: the maximum is in the map
-    }
-}
+// The vectorised scans are in argmax.cpp.
+inline int64_t argmax_first(const float* p, int64_t n) { return argmax_first_f32(p, n); }
+inline int64_t argmax_first(const int8_t* p, int64_t n) { return argmax_first_i8(p, n); }
+inline int64_t argmax_first(const uint8_t* p, int64_t n) { return argmax_first_u8(p, n); }
+inline int64_t argmax_first(const int16_t* p, int64_t n) { return argmax_first_i16(p, n); }
 
 // cv2.getGaussianKernel(size, 0) weights, normalised.
 std::vector<double> gaussian_1d(int size) {
@@ -166,8 +85,8 @@ inline double sgn(double d) { return double((d > 0) - (d < 0)); }
 // One map -> heatmap coordinates (x, y) and score.
 template <class V>
 bool decode_map(const MapView<V>& m, float score_factor, bool quantized, int refine, const std::vector<double>& k1,
-                ArgmaxScratch<V>& scratch, double& x, double& y, float& score) {
-    const int64_t idx = argmax_first(m.p, m.h, m.w, scratch);
+                double& x, double& y, float& score) {
+    const int64_t idx = argmax_first(m.p, m.h * m.w);
     if (idx < 0) return false;
     const V best = m.p[idx];
     score = quantized ? float(int64_t(0) + best - m.zp) * score_factor : float(best);
@@ -216,8 +135,6 @@ bool decode_typed(const DecodeArgs& a, float* coords, float* scores) {
     // quantized merge runs on int16 sums (q_a - zp) + (q_b - zp), which cannot overflow
     using Merged = typename std::conditional<std::is_same<Q, float>::value, float, int16_t>::type;
     std::vector<Merged> merged(flip ? hw : 0);
-    ArgmaxScratch<Q> raw_scratch(a.w);
-    ArgmaxScratch<Merged> merged_scratch(a.w);
     const double factor = quantized ? (flip ? a.scale * 0.5 : a.scale) : 1.0;
     const float score_factor = float(factor);
     std::vector<double> k1;
@@ -229,7 +146,7 @@ bool decode_typed(const DecodeArgs& a, float* coords, float* scores) {
             float s;
             if (!flip) {
                 MapView<Q> m{p, a.h, a.w, quantized ? a.zero_point : 0, factor};
-                if (!decode_map(m, score_factor, quantized, a.refine, k1, raw_scratch, x, y, s)) return false;
+                if (!decode_map(m, score_factor, quantized, a.refine, k1, x, y, s)) return false;
             } else {
                 const Q* q = fl + (i * a.k + a.perm[j]) * hw;
                 Merged* d = merged.data();
@@ -245,7 +162,7 @@ bool decode_typed(const DecodeArgs& a, float* coords, float* scores) {
                     }
                 }
                 MapView<Merged> m{d, a.h, a.w, 0, factor};
-                if (!decode_map(m, score_factor, quantized, a.refine, k1, merged_scratch, x, y, s)) return false;
+                if (!decode_map(m, score_factor, quantized, a.refine, k1, x, y, s)) return false;
             }
             float* c = coords + (i * a.k + j) * 2;
             if (a.inv) {

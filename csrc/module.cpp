@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "argmax.hpp"
 #include "kernels.hpp"
 
 namespace py = pybind11;
@@ -121,6 +122,8 @@ py::tuple decode_py(const py::array& hm_in, const py::object& flipped_in, const 
         inv = F64::ensure(inv_in);
         if (!inv.ptr() || inv.ndim() != 3 || inv.shape(0) != n || inv.shape(1) != 2 || inv.shape(2) != 3)
             fail("inv_matrices: expected (N, 2, 3)");
+        for (int64_t i = 0; i < 6 * n; ++i)
+            if (!std::isfinite(inv.data()[i])) fail("inv_matrices: contain NaN or inf");
     }
     if (perm.ndim() != 1 || perm.shape(0) != k) fail("flip_pairs: permutation must have K entries");
     for (int64_t j = 0; j < k; ++j)
@@ -134,6 +137,59 @@ py::tuple decode_py(const py::array& hm_in, const py::object& flipped_in, const 
     const double* inv_ptr = inv_in.is_none() ? nullptr : inv.data();
     DecodeArgs a{t, hm.data(), fl_ptr, inv_ptr, perm.data(), n, k, h, w,
                  shift, scale, zero_point, refine, dark_kernel};
+    py::array_t<float> coords({n, k, int64_t(2)});
+    py::array_t<float> scores(std::vector<py::ssize_t>{n, k});
+    float* c = coords.mutable_data();
+    float* s = scores.mutable_data();
+    bool ok;
+    {
+        py::gil_scoped_release nogil;
+        ok = decode(a, c, s);
+    }
+    if (!ok) fail("heatmaps: contain NaN (check the model output)");
+    return py::make_tuple(coords, scores);
+}
+
+// The runtime's call, kept lean (at one person the argument handling of decode_py is a fifth of
+// the time): C-contiguous (N, K, H, W) maps, float32 without quantization or int8/uint8 with a
+// positive finite scale and an in-range zero point, the quarter offset, no flip pass, inv None
+// or float64 (N, 2, 3) C-contiguous. Anything else raises ValueError, and edgepose.decode then
+// takes the general path, whose validation names the problem.
+py::tuple decode_quarter_py(const py::object& hm_in, const py::object& inv_in, const py::object& scale_in,
+                            const py::object& zp_in) {
+    if (!py::isinstance<py::array>(hm_in)) fail("heatmaps: not an array");
+    const auto hm = py::reinterpret_borrow<py::array>(hm_in);
+    if (hm.ndim() != 4 || !(hm.flags() & py::array::c_style)) fail("heatmaps: not (N, K, H, W) C-contiguous");
+    const HmType t = hm_type(hm, "heatmaps");
+    double scale = 1.0;
+    int zp = 0;
+    if (t == HmType::F32) {
+        if (!scale_in.is_none() || !zp_in.is_none()) fail("scale/zero_point: not for float32 maps");
+    } else {
+        if (!py::isinstance<py::float_>(scale_in) && !py::isinstance<py::int_>(scale_in)) fail("scale: not a number");
+        scale = scale_in.cast<double>();
+        if (!(scale > 0 && std::isfinite(scale))) fail("scale: must be a positive finite number");
+        if (!zp_in.is_none()) {
+            if (!py::isinstance<py::int_>(zp_in)) fail("zero_point: not an int");
+            const long long z = zp_in.cast<long long>();
+            if (t == HmType::I8 ? (z < -128 || z > 127) : (z < 0 || z > 255)) fail("zero_point: out of range");
+            zp = int(z);
+        }
+    }
+    const int64_t n = hm.shape(0), k = hm.shape(1), h = hm.shape(2), w = hm.shape(3);
+    if (h < 1 || w < 1) fail("heatmaps: empty maps");
+    const double* inv = nullptr;
+    if (!inv_in.is_none()) {
+        if (!py::isinstance<py::array>(inv_in)) fail("inv_matrices: not an array");
+        const auto m = py::reinterpret_borrow<py::array>(inv_in);
+        if (m.ndim() != 3 || !py::dtype::of<double>().is(m.dtype()) || !(m.flags() & py::array::c_style) ||
+            m.shape(0) != n || m.shape(1) != 2 || m.shape(2) != 3)
+            fail("inv_matrices: not float64 (N, 2, 3) C-contiguous");
+        inv = static_cast<const double*>(m.data());
+        for (int64_t i = 0; i < 6 * n; ++i)
+            if (!std::isfinite(inv[i])) fail("inv_matrices: contain NaN or inf");
+    }
+    DecodeArgs a{t, hm.data(), nullptr, inv, nullptr, n, k, h, w, true, scale, zp, REFINE_QUARTER, 11};
     py::array_t<float> coords({n, k, int64_t(2)});
     py::array_t<float> scores(std::vector<py::ssize_t>{n, k});
     float* c = coords.mutable_data();
@@ -331,6 +387,39 @@ PYBIND11_MODULE(_native, mod) {
     mod.def("decode", &decode_py, py::arg("heatmaps"), py::arg("flipped"), py::arg("inv"), py::arg("perm"),
             py::arg("shift"), py::arg("scale"), py::arg("zero_point"), py::arg("refine"), py::arg("dark_kernel"),
             "(N, K, H, W) heatmaps -> (coords (N, K, 2) float32, scores (N, K) float32).");
+    mod.def(
+        "argmax_first",
+        [](const py::array& a_in) -> int64_t {
+            py::array a = py::array::ensure(a_in, py::array::c_style);
+            if (!a.ptr() || a.ndim() != 1 || a.shape(0) < 1) fail("a: expected a non-empty 1-D array");
+            const int64_t n = a.shape(0);
+            const void* p = a.data();
+            int t = py::dtype::of<float>().is(a.dtype())     ? 0
+                    : py::dtype::of<int8_t>().is(a.dtype())  ? 1
+                    : py::dtype::of<uint8_t>().is(a.dtype()) ? 2
+                    : py::dtype::of<int16_t>().is(a.dtype()) ? 3
+                                                              : -1;
+            if (t < 0) fail("a: expected float32, int8, uint8 or int16");
+            py::gil_scoped_release nogil;
+            if (t == 0) return argmax_first_f32(static_cast<const float*>(p), n);
+            if (t == 1) return argmax_first_i8(static_cast<const int8_t*>(p), n);
+            if (t == 2) return argmax_first_u8(static_cast<const uint8_t*>(p), n);
+            return argmax_first_i16(static_cast<const int16_t*>(p), n);
+        },
+        py::arg("a"), "The decode's scan on a 1-D array: np.argmax's index, or -1 if a float32 array holds NaN.");
+    mod.def("simd_level", &simd_level, "Instruction set of the decode's argmax scans: avx2, sse2, neon or scalar.");
+    mod.def(
+        "set_simd_level",
+        [](const std::string& name) {
+            if (!set_simd_level(name.c_str()))
+                fail("simd level: " + name +
+                     " cannot run on this build or CPU (auto, scalar, sse2 or avx2 on x86-64, neon on aarch64)");
+        },
+        py::arg("name"), "Force the argmax scans onto one instruction set (tests, benchmarks); 'auto' = the best.");
+    mod.def("decode_quarter", &decode_quarter_py, py::arg("heatmaps"), py::arg("inv"), py::arg("scale"),
+            py::arg("zero_point"),
+            "decode() of C-contiguous maps (float32, or int8/uint8 with scale and zero_point) with the quarter "
+            "offset and no flip pass; ValueError for anything else (edgepose.decode then validates it in full).");
     mod.def("flip_merge", &flip_merge_py, py::arg("heatmaps"), py::arg("flipped"), py::arg("perm"),
             py::arg("shift"), "(heatmaps + flip_back(flipped)) / 2, float32 (N, K, H, W).");
     mod.def("oks_nms", &oks_nms_py, py::arg("keypoints"), py::arg("scores"), py::arg("areas"), py::arg("sigmas"),

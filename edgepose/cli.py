@@ -195,9 +195,12 @@ def load_detector(spec: str, args: Optional[argparse.Namespace] = None) -> Calla
     --threads / --core-mask), ``hog`` (:class:`edgepose.detect.HogDetector`) or ``module:name``
     (a plug-in; classes are instantiated with no arguments) -> the detector callable."""
     if spec.lower() == "hog":
-        from .detect import HogDetector
+        from .detect import DetectorError, HogDetector
 
-        return HogDetector()
+        try:
+            return HogDetector()
+        except DetectorError as exc:  # about the detector, not --model: no model path in front
+            raise UsageError(str(exc)) from None
     if Path(spec).suffix.lower() in (".onnx", ".rknn"):
         from .backends import BackendError
         from .detect import PersonDetector

@@ -22,6 +22,7 @@ integer sum, which is the float average of the two dequantized maps up to float 
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -47,10 +48,18 @@ def _check_heatmaps(h: np.ndarray, name: str = "heatmaps") -> np.ndarray:
     return h
 
 
+@functools.lru_cache(maxsize=16)
+def _identity(k: int) -> np.ndarray:
+    perm = np.arange(k, dtype=np.int64)
+    perm.flags.writeable = False
+    return perm
+
+
 def _check_pairs(flip_pairs, k: int) -> np.ndarray:
-    perm = np.arange(k)
+    """The joint permutation (int64 ``(K,)``) that ``flip_pairs`` describe."""
     if flip_pairs is None:
-        return perm
+        return _identity(k)  # per-call cost matters at one person: a cached read-only arange
+    perm = np.arange(k, dtype=np.int64)
     for pair in flip_pairs:
         a, b = int(pair[0]), int(pair[1])
         if not (0 <= a < k and 0 <= b < k):
@@ -76,13 +85,15 @@ def _quant_params(h: np.ndarray, scale, zero_point) -> Tuple[float, int]:
     return s, zp
 
 
-def _check_inv(inv_matrices, n: int) -> Optional[np.ndarray]:
+def _check_inv(inv_matrices, n: int, finite: bool = True) -> Optional[np.ndarray]:
+    """``(n, 2, 3)`` float64 C-contiguous; ``finite=False`` leaves the NaN/inf check to the
+    native kernel, which makes it with the same message (np.isfinite is most of this call)."""
     if inv_matrices is None:
         return None
     m = np.asarray(inv_matrices, dtype=np.float64)
     if m.shape != (n, 2, 3):
         raise ValueError(f"inv_matrices: expected ({n}, 2, 3) heatmap->frame affines, got {m.shape}")
-    if not np.isfinite(m).all():
+    if finite and not np.isfinite(m).all():
         raise ValueError("inv_matrices: contain NaN or inf")
     return np.ascontiguousarray(m)
 
@@ -197,7 +208,7 @@ def decode_numpy(
     return coords.astype(np.float32), scores
 
 
-def _validate(heatmaps, inv_matrices, scale, zero_point, flipped, flip_pairs, refine, dark_kernel):
+def _validate(heatmaps, inv_matrices, scale, zero_point, flipped, flip_pairs, refine, dark_kernel, native=False):
     hm = _check_heatmaps(heatmaps)
     if refine not in REFINE_MODES:
         raise ValueError(f"refine: expected one of {REFINE_MODES}, got {refine!r}")
@@ -210,7 +221,7 @@ def _validate(heatmaps, inv_matrices, scale, zero_point, flipped, flip_pairs, re
         if fl.shape != hm.shape or fl.dtype != hm.dtype:
             raise ValueError(f"flipped: expected {hm.shape} {hm.dtype} like heatmaps, got {fl.shape} {fl.dtype}")
         _check_pairs(flip_pairs, hm.shape[1])
-    inv = _check_inv(inv_matrices, hm.shape[0])
+    inv = _check_inv(inv_matrices, hm.shape[0], finite=not native)
     return hm, fl, s, zp, inv
 
 
@@ -247,12 +258,22 @@ def decode(
     Raises:
         ValueError: wrong shapes/dtypes, missing scale, NaN in the maps.
     """
-    hm, fl, s, zp, inv = _validate(heatmaps, inv_matrices, scale, zero_point, flipped, flip_pairs, refine, dark_kernel)
     nat = _dispatch.native()
+    if nat is not None and flipped is None and refine == "quarter":
+        # the runtime's call (float32, or int8/uint8 with scale and zero point; float64 matrices)
+        # through the kernel's lean entry, which checks it: at one person the full validation
+        # below would be a third of the time. What that entry refuses (or NaN) goes through the
+        # validation, which names the problem.
+        try:
+            return nat.decode_quarter(heatmaps, inv_matrices, scale, zero_point)
+        except ValueError:
+            pass
+    hm, fl, s, zp, inv = _validate(heatmaps, inv_matrices, scale, zero_point, flipped, flip_pairs, refine, dark_kernel,
+                                   native=nat is not None)
     if nat is None:
         return decode_numpy(hm, inv, scale=scale, zero_point=zero_point, flipped=fl, flip_pairs=flip_pairs,
                             shift=shift, refine=refine, dark_kernel=dark_kernel)
-    perm = np.asarray(_check_pairs(flip_pairs, hm.shape[1]), dtype=np.int64)
+    perm = _check_pairs(flip_pairs, hm.shape[1])
     return nat.decode(hm, fl, inv, perm, bool(shift), s, zp, REFINE_MODES.index(refine), int(dark_kernel))
 
 

@@ -436,8 +436,9 @@ class HogDetector:
 
         if not hasattr(cv2, "HOGDescriptor"):
             raise DetectorError(f"--detector hog: this OpenCV ({cv2.__version__}) has no HOGDescriptor (OpenCV 5 moved "
-                                "it out of the main module); pip install 'opencv-python-headless<5' or give a detector "
-                                "model (.onnx / .rknn)")
+                                "it out of the main module); use a YOLO ONNX instead: `host_tools pull yolox_nano`, "
+                                "then --detector <the yolox_nano .onnx it wrote> (docs/DETECT.md), or "
+                                "pip install 'opencv-python-headless<5' for HOG")
         self.hog = cv2.HOGDescriptor()
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.width, self.hit_threshold = int(width), float(hit_threshold)

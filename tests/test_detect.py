@@ -375,5 +375,19 @@ def test_hog_without_hogdescriptor_is_one_line(monkeypatch):
     from edgepose.detect import DetectorError, HogDetector
 
     monkeypatch.delattr(cv2, "HOGDescriptor", raising=False)
-    with pytest.raises(DetectorError, match="no HOGDescriptor"):
+    with pytest.raises(DetectorError, match="no HOGDescriptor") as exc:
         HogDetector()
+    msg = str(exc.value)
+    assert "\n" not in msg  # the working alternative, named in the same line
+    assert "host_tools pull yolox_nano" in msg and "--detector <the yolox_nano .onnx" in msg
+
+
+def test_hog_without_hogdescriptor_through_run_names_the_alternative(monkeypatch, pose_model, capsys):
+    """What a user of OpenCV 5 sees: one line about the detector (not the pose model) that names
+    the working alternative, and nothing run."""
+    monkeypatch.delattr(cv2, "HOGDescriptor", raising=False)
+    photo = PHOTOS[0]
+    assert main(["run", "--image", str(photo), "--model", str(pose_model), "--detector", "hog", "--jsonl", "-"]) != 0
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("edgepose: error: --detector hog: ") and "host_tools pull yolox_nano" in err

@@ -2,7 +2,7 @@
 // with the NumPy twins' (and cv2's) outputs. Meant for a CPU the Python package cannot easily
 // run on, e.g. aarch64 through qemu (docs/KERNELS.md, "On aarch64"):
 //   aarch64-linux-gnu-g++ -static -O3 -std=c++17 -Icsrc csrc/tools/check_kernels.cpp \
-//       csrc/warp.cpp csrc/decode.cpp csrc/nms.cpp -o check_kernels
+//       csrc/warp.cpp csrc/decode.cpp csrc/argmax.cpp csrc/nms.cpp -o check_kernels
 //   qemu-aarch64-static ./check_kernels DIR H W NM N K
 // Not part of the extension: setup.py compiles csrc/*.cpp only.
 #include <cstdio>

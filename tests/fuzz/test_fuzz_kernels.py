@@ -173,6 +173,34 @@ def test_fuzz_decode(case):
     _well_formed_or_value_error(lambda: decode(hm, **kw), check)
 
 
+@FUZZ
+@given(n=st.integers(1, 700), dtype=st.sampled_from(["float32", "int8", "uint8", "int16"]),
+       level=st.sampled_from(["scalar", "sse2", "avx2", "neon"]), data=st.data())
+def test_fuzz_argmax_scans(n, dtype, level, data):
+    """Every vectorised argmax scan the CPU has, on arrays of every size (each in its own
+    allocation, so a read past the end lands in the sanitizer's red zone), == np.argmax."""
+    if not edgepose.native_available():
+        pytest.skip("edgepose._native not built")
+    from edgepose import _native
+
+    try:
+        _native.set_simd_level(level)
+    except ValueError:
+        event(f"{level}: not on this CPU")
+        return
+    try:
+        if dtype == "float32":
+            a = np.array(data.draw(st.lists(values, min_size=n, max_size=n)), np.float32)
+        else:
+            info = np.iinfo(dtype)
+            a = np.array(data.draw(st.lists(st.integers(int(info.min), int(info.max)), min_size=n, max_size=n)), dtype)
+        a = a.copy()
+        want = -1 if a.dtype == np.float32 and np.isnan(a).any() else int(np.argmax(a))
+        assert _native.argmax_first(a) == want
+    finally:
+        _native.set_simd_level("auto")
+
+
 # ----------------------------------------------------------------------------- OKS NMS
 
 @st.composite
