@@ -1,7 +1,7 @@
 """build-rknn and verify with the real rknn-toolkit2, on a PoseResNet-18 trained a few steps.
 
 The model: PoseResNet-18 at 128x96 (heatmaps 32x24) whose final layer is trained here for
-TRAIN_STEPS Adam steps on the 12 annotated persons of tests/data/coco_mini (crops by edgepose's
+TRAIN_STEPS Adam steps on the 12 annotated persons of the COCO mini sample (EDGEPOSE_TEST_DATA) (crops by edgepose's
 warp, Gaussian targets by edgepose's codec), so its heatmaps have real peaks, unlike the
 original head init whose outputs sit near 1e-7 and say nothing about quantization.
 """
