@@ -7,7 +7,10 @@ Models, each looked for in this order (the first that has it wins):
    metadata and a detector ``.onnx`` (one without it, e.g. YOLOX-Nano);
 2. the cache (``host_tools pull``'s folder): ``onnx/res50_coco_256x192.onnx`` (or its
    checkpoint, exported then) and ``yolox_nano.onnx``;
-3. online: ``host_tools pull yolox_nano`` and ``host_tools pull res50_coco_256x192 --onnx``.
+3. the real models beside the checkout (``$EDGEPOSE_TEST_MODELS``, default ``../shared/models``):
+   ``yolox_nano.onnx`` as it is, and ``efficientpose_rt_lite_mpii.onnx`` made edgepose-ready by
+   ``host_tools import-onnx`` into the output folder (MPII, 16 joints);
+4. online: ``host_tools pull yolox_nano`` and ``host_tools pull res50_coco_256x192 --onnx``.
 
 With a real pose model the demo runs the detector and that model on the clip, tracking on,
 and says which models it used and where they came from. Without one it falls back to a
@@ -33,6 +36,9 @@ from typing import List, Optional, Sequence, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_ENV = "EDGEPOSE_MODELS"
 DATA_ENV = "EDGEPOSE_TEST_DATA"
+SHARED_MODELS_ENV = "EDGEPOSE_TEST_MODELS"
+SHARED_POSE = "efficientpose_rt_lite_mpii.onnx"  # foreign: imported with the flags of docs/IMPORT.md
+SHARED_DETECTOR = "yolox_nano.onnx"
 CLIP_REL = Path("video") / "arm_wrestling.mp4"
 DEMO_POSE = "res50_coco_256x192"
 DEMO_DETECTOR = "yolox_nano"
@@ -147,8 +153,43 @@ def scan_models_dir(folder: Path) -> Tuple[Optional[Found], Optional[Found], Lis
     return pose, det, notes
 
 
-def find_models(offline: bool) -> Tuple[Optional[Found], Optional[Found], List[str]]:
-    """Pose model and detector: ``$EDGEPOSE_MODELS``, the cache, then online (unless ``offline``).
+def shared_models_dir() -> Path:
+    """``$EDGEPOSE_TEST_MODELS``, else ``../shared/models`` beside the checkout."""
+    env = os.environ.get(SHARED_MODELS_ENV)
+    return Path(env).expanduser() if env else ROOT.parent / "shared" / "models"
+
+
+def _shared_models(out_dir: Path, need_pose: bool, need_det: bool
+                   ) -> Tuple[Optional[Found], Optional[Found], List[str]]:
+    """The real models beside the checkout: YOLOX-Nano as it is, EfficientPose RT Lite imported
+    (metadata stamped) into ``out_dir``. ``(pose, detector, notes)``."""
+    from host_tools.errors import UserError
+
+    folder = shared_models_dir()
+    where = f"{SHARED_MODELS_ENV}={folder}" if os.environ.get(SHARED_MODELS_ENV) else f"{folder} (the shared models)"
+    pose = det = None
+    notes: List[str] = []
+    if need_det and (folder / SHARED_DETECTOR).is_file():
+        det = Found(folder / SHARED_DETECTOR, where)
+    src = folder / SHARED_POSE
+    if need_pose and src.is_file():
+        from host_tools.import_onnx import ImportSpec, import_onnx
+
+        out = out_dir / "efficientpose_rt_lite_mpii_edgepose.onnx"
+        _say(f"      {src.name} is at hand: host_tools import-onnx {src} -o {out} --color rgb --mean 127.5 127.5 "
+             "127.5 --std 127.5 127.5 127.5 --keypoints mpii ...")
+        spec = ImportSpec(color="rgb", mean=(127.5,) * 3, std=(127.5,) * 3, keypoints="mpii",
+                          arch="efficientpose_rt_lite")
+        try:
+            pose = Found(import_onnx(src, out, spec, force=True, log=lambda line: None).path, f"{where}, imported now")
+        except UserError as exc:
+            notes.append(f"{src.name}: import failed ({exc})")
+    return pose, det, notes
+
+
+def find_models(offline: bool, out_dir: Optional[Path] = None) -> Tuple[Optional[Found], Optional[Found], List[str]]:
+    """Pose model and detector: ``$EDGEPOSE_MODELS``, the cache, the shared real models (when
+    ``out_dir`` is given, where an imported model is written), then online (unless ``offline``).
     Returns ``(pose, detector, notes)``; notes say what was tried and failed."""
     from host_tools import registry
     from host_tools.download import cached
@@ -182,6 +223,9 @@ def find_models(offline: bool) -> Tuple[Optional[Found], Optional[Found], List[s
                 notes.append(f"{pe.name}: export failed ({exc})")
     if det is None and cached(cache / de.filename, de.expected_digest):
         det = Found(cache / de.filename, f"the cache ({cache})")
+    if out_dir is not None and (pose is None or det is None):
+        sp, sd, n = _shared_models(out_dir, pose is None, det is None)
+        pose, det, notes = pose or sp, det or sd, notes + n
     if offline:
         return pose, det, notes
     if det is None:
@@ -330,7 +374,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _say("[2/3] the models ...")
         pose = det = None
         if not args.untrained:
-            pose, det, n = find_models(args.offline)
+            pose, det, n = find_models(args.offline, out)
             notes += n
     except UserError as exc:
         print(f"host_tools.demo: error: {exc}", file=sys.stderr)
@@ -378,9 +422,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     meta = read_onnx_metadata(pose.path)
     arch = (f"{meta.arch}, input {meta.input_size[1]}x{meta.input_size[0]} (h x w) {meta.color}, "
             f"{meta.keypoint_set} keypoints") if meta else "?"
-    from edgepose.metadata import read_onnx_metadata
-
-    meta = read_onnx_metadata(pose.path)
     print()
     print("edgepose demo summary")
     print(f"  clip:      {video} (from {clip.where})")

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, need_data
+from conftest import MODELS, ROOT, need_data, need_model
 
 from host_tools import registry
 from host_tools.demo import main
@@ -41,11 +41,12 @@ def closed_port() -> int:
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    """No EDGEPOSE_MODELS, an empty cache, a mirror nobody answers."""
+    """No EDGEPOSE_MODELS, an empty cache, no shared real models, a mirror nobody answers."""
     pytest.importorskip("torch", reason="the demo exports its models with torch (host tools)")
     pytest.importorskip("yaml", reason="the demo's untrained fallback uses the host config (PyYAML)")
     monkeypatch.delenv("EDGEPOSE_MODELS", raising=False)
     monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("EDGEPOSE_TEST_MODELS", str(tmp_path / "no_models"))
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", f"http://127.0.0.1:{closed_port()}")
     return tmp_path
 
@@ -135,6 +136,29 @@ def test_demo_takes_models_and_clip_from_the_cache(env, monkeypatch, capsys):
     assert f"detector:  {det} (from the cache" in summary
     assert "note:" not in out  # nothing had to be downloaded
     assert len(persons(out_dir / "arm_wrestling.jsonl")) == 3
+
+
+@pytest.mark.slow
+def test_demo_runs_the_real_shared_models_when_at_hand(env, monkeypatch, capsys):
+    """With the real models beside the checkout (and nothing in EDGEPOSE_MODELS or the cache),
+    the demo runs YOLOX-Nano and the imported EfficientPose, says so, and reports persons with
+    stable ids on the clip."""
+    need_data("video", "arm_wrestling.mp4")
+    need_model("yolox_nano.onnx")
+    need_model("efficientpose_rt_lite_mpii.onnx")
+    monkeypatch.setenv("EDGEPOSE_TEST_MODELS", str(MODELS))
+    out_dir = env / "out"
+    assert main(["--out-dir", str(out_dir), "--max-frames", "12", "--offline"]) == 0
+    out = capsys.readouterr().out
+    summary = out.split("summary")[1]
+    assert "efficientpose_rt_lite_mpii_edgepose.onnx" in summary and "TRAINED" in summary
+    assert "UNTRAINED" not in summary and "mpii keypoints" in summary
+    assert f"detector:  {MODELS / 'yolox_nano.onnx'}" in summary and "real trained models" in summary
+    frames = persons(out_dir / "arm_wrestling.jsonl")
+    assert len(frames) == 12 and all(2 <= len(ps) <= 12 for ps in frames)
+    assert all(len(p["keypoints"]) == 16 for ps in frames for p in ps)
+    first, last = ({p["id"] for p in ps} for ps in (frames[0], frames[-1]))
+    assert len(first & last) >= 2  # the same people keep their ids over the 12 frames
 
 
 def test_demo_refuses_a_cached_detector_with_a_wrong_hash(env, capsys):
