@@ -486,14 +486,23 @@ def quant_params(rk, dataset: Path, log: Optional[Path]) -> List[Tuple[float, in
                               data_format="nhwc")
     except Exception:
         return [(0.0, 0)] * len(cand)
+    def on_grid(y, scale, zp) -> bool:
+        q = np.asarray(y, np.float64) / scale + zp
+        return bool(np.abs(q - np.round(q)).max() <= 1e-2 and q.min() >= -128.5 and q.max() <= 127.5)
+
     checked = []
     for (scale, zp), y in zip(cand, ys):
-        if not scale > 0:
+        # the calibrated range first; then the fixed [0, 1] range that the toolkit may give a
+        # sigmoid output (a detector's probabilities) whatever the calibration saw
+        # (only when neighbouring levels occur, so that a coarser grid is not taken for it)
+        steps = np.diff(np.unique(np.asarray(y, np.float64)))
+        finest = float(steps.min()) if steps.size else 0.0
+        if scale > 0 and on_grid(y, scale, zp):
+            checked.append((float(scale), int(zp)))
+        elif abs(finest * 255.0 - 1.0) < 1e-3 and on_grid(y, 1.0 / 255.0, -128):
+            checked.append((1.0 / 255.0, -128))
+        else:
             checked.append((0.0, 0))
-            continue
-        q = np.asarray(y, np.float64) / scale + zp
-        ok = np.abs(q - np.round(q)).max() <= 1e-2 and q.min() >= -128.5 and q.max() <= 127.5
-        checked.append((float(scale), zp) if ok else (0.0, 0))
     return checked or [(0.0, 0)]
 
 

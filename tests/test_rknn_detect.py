@@ -82,3 +82,42 @@ def test_build_rknn_detector_refusals(det_onnx, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "match no detector layout" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "y_calib").exists()
+
+
+# --------------------------------------------------------------------------- single-output exports: the head split
+
+@pytest.fixture(scope="module", params=["yolox", "ultralytics"])
+def single_output_det(request, tmp_path_factory):
+    from _yolo_exports import export_yolo
+
+    d = tmp_path_factory.mktemp(request.param)
+    return request.param, export_yolo(d / f"{request.param}.onnx", request.param, nc=3, input_wh=(128, 96), bias=1.5)
+
+
+@pytest.mark.slow
+def test_build_rknn_splits_a_single_output_head(single_output_det, tmp_path, capsys):
+    """One toolkit build per family (with --verify, no rebuild): the split layout and the
+    per-output scale / zero point in the sidecar, the ONNX untouched, INT8 keeps the boxes."""
+    from conftest import need_data
+    from edgepose.metadata import file_sha256
+
+    fam, onnx_p = single_output_det
+    images = need_data("coco_mini")
+    sha = file_sha256(onnx_p)
+    out = tmp_path / "det.rknn"
+    rc = main(["build-rknn", str(onnx_p), "-o", str(out), "--images", str(images), "--verify"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err[-2000:]
+    assert file_sha256(onnx_p) == sha  # the float model is left as it is
+    meta = DetectorMeta.from_dict(read_detector_sidecar(out))
+    head, n = {"yolox": ("yolox_split", 9), "ultralytics": ("dfl", 6)}[fam]
+    assert meta.head == head and meta.split["from"] == fam and len(meta.outputs) == n and meta.quantized == "int8"
+    assert meta.split["source_output"]["shape"] == ([1, 252, 8] if fam == "yolox" else [1, 7, 252])
+    assert all(o["scale"] > 0 and -128 <= o["zero_point"] <= 127 for o in meta.outputs), [(o["shape"], o["scale"], o["zero_point"]) for o in meta.outputs]
+    chans = [o["shape"][1] for o in meta.outputs]
+    assert chans == ([4, 1, 3] * 3 if fam == "yolox" else [64, 3] * 3)
+    if fam == "yolox":  # probabilities get their own scale: about 1/255, not the box values' one
+        assert max(o["scale"] for o in meta.outputs[1::3]) < 0.0045 < meta.outputs[0]["scale"]
+    rep = json.loads((tmp_path / "det.rknn.verify.json").read_text())
+    assert rep["test_head"] == head and rep["boxes_float"] > 0
+    assert rep["recall_at_0.5"] >= 0.8 and rep["precision_at_0.5"] >= 0.8, rep
