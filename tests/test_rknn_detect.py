@@ -121,3 +121,22 @@ def test_build_rknn_splits_a_single_output_head(single_output_det, tmp_path, cap
     rep = json.loads((tmp_path / "det.rknn.verify.json").read_text())
     assert rep["test_head"] == head and rep["boxes_float"] > 0
     assert rep["recall_at_0.5"] >= 0.8 and rep["precision_at_0.5"] >= 0.8, rep
+    # the sidecar build-rknn wrote is all the runtime needs: the same graph behind the RKNNLite
+    # double, int8 outputs with the recorded scale / zero point, no flag
+    from host_tools.det_split import split_head
+    from test_det_split import _NormFake, _frame
+    from edgepose.detect import PersonDetector
+    from edgepose.metadata import sidecar_path
+
+    split = split_head(onnx_p, tmp_path / "split.onnx")
+    assert [n for n, _ in split.outputs] == [o["name"] for o in meta.outputs]
+    fake_rknn = tmp_path / "board.rknn"
+    fake_rknn.write_bytes(b"FAKE-RKNN\n" + str(tmp_path / "split.onnx").encode())
+    sidecar_path(fake_rknn).write_text(sidecar_path(out).read_text())
+    fake = _NormFake.make(meta.std[0], [(o["scale"], o["zero_point"]) for o in meta.outputs])
+    with PersonDetector(onnx_p, score_thr=0.3) as ref, PersonDetector(fake_rknn, score_thr=0.3, rknnlite_cls=fake) as b:
+        assert b.layout.head == head
+        frames = [_frame(s) for s in range(3)]
+        xy = lambda z: np.c_[z[:, :2], z[:, :2] + z[:, 2:4]]  # noqa: E731
+        r = box_agreement([xy(ref(f)) for f in frames], [xy(b(f)) for f in frames])
+    assert r["boxes_float"] > 0 and r["recall_at_0.5"] >= 0.8 and r["precision_at_0.5"] >= 0.8, r
