@@ -210,3 +210,26 @@ def test_heads_that_cannot_be_split_are_refused_in_one_line(tmp_path):
     with pytest.raises(UserError, match="fixed"):
         split_head(tmp_path / "dyn.onnx", tmp_path / "z.onnx")
     del m
+
+
+def test_real_yolox_nano_splits_and_detects_the_same(tmp_path):
+    """The real YOLOX-Nano (../shared/models, read in place): its head is found and split into
+    9 outputs, and the split graph finds the float model's persons on real photos."""
+    import cv2
+    from conftest import need_data, need_model
+
+    src = need_model("yolox_nano.onnx")
+    photos = sorted(need_data("coco_mini").glob("*.jpg"))[:2]
+    head = split_head(src, tmp_path / "yx_split.onnx")
+    assert head.family == "yolox" and head.head == "yolox_split" and head.strides == [8, 16, 32]
+    assert [s for _, s in head.outputs][:3] == [[1, 4, 52, 52], [1, 1, 52, 52], [1, 80, 52, 52]]
+    with PersonDetector(src) as a, PersonDetector(tmp_path / "yx_split.onnx") as b:
+        assert b.layout.head == "yolox_split" and b.meta.color == "bgr" and b.meta.pad_align == "topleft"
+        n = 0
+        for p in photos:
+            f = cv2.imread(str(p))
+            ba, bb = a(f), b(f)
+            assert ba.shape == bb.shape
+            np.testing.assert_allclose(bb, ba, atol=1e-3)
+            n += len(ba)
+    assert n >= 3
