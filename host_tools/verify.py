@@ -269,10 +269,18 @@ def verify_detector(onnx_path: str | Path, test_model: str | Path, images: Optio
             raise UserError(f"{test_model}: no detector sidecar ({test_model.name}.json); build it with "
                             "host_tools build-rknn, which writes it")
         # the built model's own layout: a split head has other outputs than the float model
-        test_meta = DetectorMeta.from_dict(side)
-        layout = identify_head([o["shape"] for o in test_meta.outputs], test_meta.input_size, test_meta.head,
-                               test_meta.strides, str(test_model))
-        meta_out = test_meta
+        from edgepose.detect import DetectorError
+
+        try:
+            test_meta = DetectorMeta.from_dict(side)
+            shapes = [o["shape"] for o in test_meta.outputs if "shape" in o]
+            layout, meta_out = layout, meta  # a sidecar without output shapes: the float model's layout
+            if shapes:
+                layout = identify_head(shapes, test_meta.input_size, test_meta.head, test_meta.strides,
+                                       str(test_model))
+                meta_out = test_meta
+        except DetectorError as exc:
+            raise UserError(str(exc)) from None
         if rk is None:
             log = report_path.with_name(report_path.name + ".toolkit.log")
             rk, tmp = rebuild_for_simulator(onnx_path, test_model, side.get("build") or {}, log)
