@@ -102,6 +102,19 @@ int64_t yolo_decode_dfl(const DflLevel* levels, int n_levels, float thr, float* 
 int64_t yolo_decode_anchor_free(const QTensor& out, int64_t anchors, int64_t score_row, float thr, float* boxes,
                                 float* scores);
 
+// One stride of a YOLOX head split into box / objectness / class outputs (host_tools build-rknn).
+struct YoloxLevel {
+    QTensor box;  // (4, h, w): x, y offsets in cells, log w, log h
+    QTensor obj;  // (h, w) objectness probabilities
+    QTensor cls;  // the decoded class's (h, w) plane of probabilities
+    int64_t h, w;
+    int stride;
+};
+
+// Boxes and scores (score = float32(obj * cls) >= thr) level by level, row-major; boxes/scores
+// hold sum(h * w) entries; returns how many were written.
+int64_t yolo_decode_yolox_split(const YoloxLevel* levels, int n_levels, float thr, float* boxes, float* scores);
+
 // Class-agnostic greedy IoU NMS; writes kept indices (best first) to keep, returns how many.
 int64_t yolo_nms(const float* boxes, const float* scores, int64_t n, double iou_thr, int64_t top_k, int64_t* keep);
 

@@ -342,6 +342,48 @@ py::tuple yolo_decode_dfl_py(const py::list& levels, float thr) {
     return boxes_scores(b.get(), s.get(), m);
 }
 
+// levels: per stride (box, box_scale, box_zp, obj, obj_scale, obj_zp, cls, cls_scale, cls_zp, stride, class_id).
+py::tuple yolo_decode_yolox_split_py(const py::list& levels, float thr) {
+    std::vector<py::array> hold;
+    std::vector<YoloxLevel> lv;
+    int64_t total = 0;
+    for (size_t i = 0; i < levels.size(); ++i) {
+        const std::string at = "[" + std::to_string(i) + "]";
+        py::tuple t = levels[i].cast<py::tuple>();
+        if (t.size() != 11) fail("levels" + at + ": expected 11 entries");
+        py::array box = c_array(t[0], "boxes" + at), obj = c_array(t[3], "objectness" + at),
+                  cls = c_array(t[6], "classes" + at);
+        if (box.ndim() != 4 || box.shape(0) != 1 || box.shape(1) != 4) fail("boxes" + at + ": expected (1, 4, h, w)");
+        const int64_t h = box.shape(2), w = box.shape(3), hw = h * w;
+        if (obj.ndim() != 4 || obj.shape(0) != 1 || obj.shape(1) != 1 || obj.shape(2) != h || obj.shape(3) != w)
+            fail("objectness" + at + ": expected (1, 1, h, w) like boxes");
+        if (cls.ndim() != 4 || cls.shape(0) != 1 || cls.shape(2) != h || cls.shape(3) != w)
+            fail("classes" + at + ": expected (1, nc, h, w) like boxes");
+        const int64_t cid = t[10].cast<int64_t>();
+        if (cid < 0 || cid >= cls.shape(1)) fail("class_id: out of range for classes" + at);
+        const int stride = t[9].cast<int>();
+        if (stride <= 0) fail("strides" + at + ": expected a positive integer");
+        YoloxLevel L{};
+        L.box = q_tensor(box, t[1].cast<double>(), t[2].cast<int>(), "box_quant" + at);
+        L.obj = q_tensor(obj, t[4].cast<double>(), t[5].cast<int>(), "obj_quant" + at);
+        L.cls = q_tensor(cls, t[7].cast<double>(), t[8].cast<int>(), "cls_quant" + at);
+        L.cls.data = static_cast<const uint8_t*>(cls.data()) + cid * hw * cls.itemsize();
+        L.h = h, L.w = w, L.stride = stride;
+        hold.push_back(box);
+        hold.push_back(obj);
+        hold.push_back(cls);
+        lv.push_back(L);
+        total += hw;
+    }
+    std::unique_ptr<float[]> b(new float[size_t(4 * total + 4)]), s(new float[size_t(total + 1)]);
+    int64_t m;
+    {
+        py::gil_scoped_release nogil;
+        m = yolo_decode_yolox_split(lv.data(), int(lv.size()), thr, b.get(), s.get());
+    }
+    return boxes_scores(b.get(), s.get(), m);
+}
+
 py::tuple yolo_decode_anchor_free_py(const py::array& out_in, float thr, int64_t class_id, double scale, int zero_point) {
     py::array out = c_array(out_in, "out");
     if (out.ndim() != 2 || out.shape(0) <= 4) fail("out: expected (4 + nc, A)");
@@ -429,6 +471,8 @@ PYBIND11_MODULE(_native, mod) {
             py::arg("sigma"), py::arg("score_thr"), "Soft OKS NMS -> (kept indices, their scores).");
     mod.def("yolo_decode_dfl", &yolo_decode_dfl_py, py::arg("levels"), py::arg("thr"),
             "Model zoo YOLOv8 DFL outputs -> (boxes (M, 4) float32 x0 y0 x1 y1, scores (M,) float32).");
+    mod.def("yolo_decode_yolox_split", &yolo_decode_yolox_split_py, py::arg("levels"), py::arg("thr"),
+            "YOLOX head split per stride (box, objectness, classes) -> (boxes (M, 4) float32, scores (M,) float32).");
     mod.def("yolo_decode_anchor_free", &yolo_decode_anchor_free_py, py::arg("out"), py::arg("thr"),
             py::arg("class_id"), py::arg("scale"), py::arg("zero_point"),
             "Ultralytics (4 + nc, A) output -> (boxes (M, 4) float32, scores (M,) float32).");

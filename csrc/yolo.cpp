@@ -91,6 +91,18 @@ inline double exp_nonpos(double x) {
     return v;
 }
 
+// exp(x) for any x: NaN stays NaN, above kExpMax +inf, below kExpMin 0, else the same sequence
+// of operations as exp_nonpos (yolo.exp_fixed).
+constexpr double kExpMax = 708.0;
+inline double exp_fixed(double x) {
+    if (x != x) return x;
+    if (x > kExpMax) return HUGE_VAL;
+    if (x < kExpMin) return 0.0;
+    double v;
+    exp_core_n(&x, &v, 1);
+    return v;
+}
+
 inline int q_at(const QTensor& t, int64_t i) {
     return t.type == QType::I8 ? int(static_cast<const int8_t*>(t.data)[i]) : int(static_cast<const uint8_t*>(t.data)[i]);
 }
@@ -236,6 +248,75 @@ int64_t yolo_decode_dfl(const DflLevel* levels, int n_levels, float thr, float* 
             scores[m] = score_at(L.cls, i);
             ++m;
         });
+    }
+    return m;
+}
+
+int64_t yolo_decode_yolox_split(const YoloxLevel* levels, int n_levels, float thr, float* boxes, float* scores) {
+    int64_t m = 0;
+    for (int li = 0; li < n_levels; ++li) {
+        const YoloxLevel& L = levels[li];
+        const int64_t hw = L.h * L.w;
+        const double s = double(L.stride);
+        // the exact test, for a candidate anchor i
+        auto emit = [&](int64_t i) {
+            const float sc = float(value_at(L.obj, i) * value_at(L.cls, i));
+            if (!(sc >= thr)) return;
+            const double cx = (value_at(L.box, i) + double(i % L.w)) * s;
+            const double cy = (value_at(L.box, hw + i) + double(i / L.w)) * s;
+            const double bw = exp_fixed(value_at(L.box, 2 * hw + i)) * s;
+            const double bh = exp_fixed(value_at(L.box, 3 * hw + i)) * s;
+            float* b = boxes + 4 * m;
+            b[0] = float(cx - 0.5 * bw);
+            b[1] = float(cy - 0.5 * bh);
+            b[2] = float(cx + 0.5 * bw);
+            b[3] = float(cy + 0.5 * bh);
+            scores[m] = sc;
+            ++m;
+        };
+        if (L.obj.type != QType::F32 && L.cls.type != QType::F32) {
+            // Integers: an objectness value q can pass only if float32(obj(q) * c) >= thr for some
+            // class value c of its type; the product is monotone in c, so the extremes decide.
+            // The table is exact (no passing anchor is skipped); emit() tests each candidate.
+            const int clo = L.cls.type == QType::I8 ? -128 : 0, chi = L.cls.type == QType::I8 ? 127 : 255;
+            const double cmin = double(clo - L.cls.zero_point) * L.cls.scale;
+            const double cmax = double(chi - L.cls.zero_point) * L.cls.scale;
+            const int olo = L.obj.type == QType::I8 ? -128 : 0, ohi = L.obj.type == QType::I8 ? 127 : 255;
+            bool pass[256];
+            for (int q = olo; q <= ohi; ++q) {
+                const double o = double(q - L.obj.zero_point) * L.obj.scale;
+                pass[q - olo] = float(o * cmax) >= thr || float(o * cmin) >= thr;
+            }
+            int q0 = ohi + 1;  // the table is often "q >= q0": then the vectorised scan applies
+            while (q0 > olo && pass[q0 - 1 - olo]) --q0;
+            bool monotone = true;
+            for (int q = olo; q < q0; ++q) monotone = monotone && !pass[q - olo];
+            if (monotone) {
+                if (q0 > ohi) continue;
+                if (L.obj.type == QType::I8)
+                    scan_plane(static_cast<const int8_t*>(L.obj.data), hw, int8_t(q0), emit);
+                else
+                    scan_plane(static_cast<const uint8_t*>(L.obj.data), hw, uint8_t(q0), emit);
+            } else {
+                for (int64_t i = 0; i < hw; ++i)
+                    if (pass[q_at(L.obj, i) - olo]) emit(i);
+            }
+        } else if (L.obj.type == QType::F32 && L.cls.type == QType::F32) {
+            // Floats: blocks of 64 products tested at once (vectorised), then the passing block's anchors.
+            const float* o = static_cast<const float*>(L.obj.data);
+            const float* c = static_cast<const float*>(L.cls.data);
+            constexpr int64_t kBlock = 64;
+            int64_t i = 0;
+            for (; i + kBlock <= hw; i += kBlock) {
+                int any = 0;
+                for (int64_t j = 0; j < kBlock; ++j) any |= int(float(double(o[i + j]) * double(c[i + j])) >= thr);
+                if (!any) continue;
+                for (int64_t j = 0; j < kBlock; ++j) emit(i + j);
+            }
+            for (; i < hw; ++i) emit(i);
+        } else {
+            for (int64_t i = 0; i < hw; ++i) emit(i);
+        }
     }
     return m;
 }

@@ -10,7 +10,11 @@ output shapes (:func:`identify_head`):
   ``(1, 4*16, h, w)``, a class-probability tensor ``(1, nc, h, w)`` and optionally a score-sum
   tensor ``(1, 1, h, w)`` (6 or 9 outputs), float or int8 with per-output scale / zero point;
 * ``"yolox"``: YOLOX ``(1, A, 5 + nc)`` (what rtmlib ships), grid-relative boxes decoded with the
-  strides.
+  strides;
+* ``"yolox_split"``: the same YOLOX head split per stride into box ``(1, 4, h, w)``, objectness
+  ``(1, 1, h, w)`` and class ``(1, nc, h, w)`` outputs (9 for 3 strides), what ``host_tools
+  build-rknn`` makes of a single-output YOLOX export so that INT8 gives each its own scale
+  (a single-output Ultralytics export becomes the ``"dfl"`` layout, 6 outputs).
 
 ``A`` is the number of grid cells, the sum over strides 8, 16, 32 of ``(H/s)(W/s)`` (8400 at
 640x640). The frame is letterboxed (:class:`edgepose.geometry.Letterbox`) by edgepose's own warp
@@ -35,11 +39,12 @@ import numpy as np
 from .geometry import Letterbox
 from .metadata import MetadataError, sidecar_path
 
-HEADS = ("ultralytics", "dfl", "yolox")
+HEADS = ("ultralytics", "dfl", "yolox", "yolox_split")
 STRIDES = (8, 16, 32)
 DFL_BINS = 16
 ACCEPTED = ("Ultralytics YOLOv8/YOLO11 ONNX (1, 4+nc, A); Rockchip model zoo YOLOv8 per stride (1, 64, h, w) box + "
-            "(1, nc, h, w) class [+ (1, 1, h, w) score sum] (6 or 9 outputs); YOLOX (1, A, 5+nc); "
+            "(1, nc, h, w) class [+ (1, 1, h, w) score sum] (6 or 9 outputs); YOLOX (1, A, 5+nc); YOLOX split per "
+            "stride (1, 4, h, w) box + (1, 1, h, w) objectness + (1, nc, h, w) class (9 outputs); "
             "A = sum over strides 8/16/32 of (H/s)(W/s)")
 
 # per head: colour order, normalisation (model colour order, 0..255 scale), padding, placement
@@ -49,6 +54,7 @@ _HEAD_DEFAULTS: Dict[str, Dict[str, Any]] = {
     # YOLOX as rtmlib / mmdet feed it: BGR pixels unnormalised, image in the top-left corner
     "yolox": dict(color="bgr", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), pad_value=114, pad_align="topleft"),
 }
+_HEAD_DEFAULTS["yolox_split"] = dict(_HEAD_DEFAULTS["yolox"])
 
 
 class DetectorError(MetadataError):
@@ -74,6 +80,8 @@ class DetectorMeta:
             means float. Integer outputs need their scale / zero point here.
         quantized: output dtype of an RKNN build (``"int8"``, ``"float16"``, ...), else ``"float32"``.
         target, build: RKNN target chip and build options (``host_tools build-rknn``).
+        split: how ``build-rknn`` split a single-output head (``from``: the export family,
+            ``source_output``, ``outputs``), empty when the model was used as it is.
     """
 
     task: str = "detect"
@@ -92,6 +100,7 @@ class DetectorMeta:
     quantized: str = "float32"
     target: str = ""
     build: Dict[str, Any] = field(default_factory=dict)
+    split: Dict[str, Any] = field(default_factory=dict)
     schema: int = 1
 
     def validate(self) -> "DetectorMeta":
@@ -166,12 +175,14 @@ def num_anchors(input_size: Sequence[int], strides: Sequence[int] = STRIDES) -> 
 @dataclass
 class HeadLayout:
     """Where each decode input sits among the outputs. ``dfl``: per stride (box, class, sum or
-    None) output indices; others: the one output's index 0."""
+    None) output indices; ``yolox_split``: per stride (box, objectness, class) indices; others:
+    the one output's index 0."""
 
     head: str
     num_classes: int
     strides: List[int]
     dfl: List[Tuple[int, int, Optional[int]]] = field(default_factory=list)
+    yolox: List[Tuple[int, int, int]] = field(default_factory=list)
 
 
 def _shapes_text(shapes: Sequence[Sequence[Any]]) -> str:
@@ -228,6 +239,26 @@ def identify_head(shapes: Sequence[Sequence[Optional[int]]], input_size: Sequenc
             groups.append((box[0], cls_i, sum_i))
         if ok and isinstance(nc, int) and nc > 0:
             return HeadLayout("dfl", nc, list(strides), groups)
+    if "yolox_split" in tried and len(sh) == 3 * len(strides) and all(len(s) == 4 and s[0] in (1, None) for s in sh):
+        ygroups: List[Tuple[int, int, int]] = []
+        nc = None
+        for s in strides:
+            grid = (-(-h // s), -(-w // s))
+            idx = [i for i, t in enumerate(sh) if tuple(t[2:]) == grid]
+            box = [i for i in idx if sh[i][1] == 4]
+            if len(idx) != 3 or not box:
+                break
+            rest = [i for i in idx if i != box[0]]
+            obj = [i for i in rest if sh[i][1] == 1]
+            if not obj:
+                break
+            cls_i = next(i for i in rest if i != obj[0])
+            if not isinstance(sh[cls_i][1], int) or (nc is not None and sh[cls_i][1] != nc):
+                break
+            nc = sh[cls_i][1]
+            ygroups.append((box[0], obj[0], cls_i))
+        if len(ygroups) == len(strides) and isinstance(nc, int) and nc > 0:
+            return HeadLayout("yolox_split", nc, list(strides), yolox=ygroups)
     raise DetectorError(f"{where}: outputs {_shapes_text(sh)} (input {w}x{h}) match no detector layout"
                         f"{' ' + repr(head) if head else ''}; accepted: {ACCEPTED} (= {a} here)")
 
@@ -284,6 +315,13 @@ def decode_outputs(outputs: Sequence[np.ndarray], meta: DetectorMeta, layout: He
             raise DetectorError("YOLOX layout: this edgepose has no YOLOX decode yet (edgepose.yolo.decode_yolox)")
         xyxy, sc = fn(outs[0][0], meta.input_size, score_thr, class_id=cid, strides=tuple(layout.strides),
                       quant=outs[0][1])
+    elif layout.head == "yolox_split":
+        g3 = layout.yolox
+        xyxy, sc = yolo.decode_yolox_split([outs[b][0] for b, _, _ in g3], [outs[o][0] for _, o, _ in g3],
+                                           [outs[c][0] for _, _, c in g3], layout.strides, score_thr, class_id=cid,
+                                           box_quant=[outs[b][1] for b, _, _ in g3],
+                                           obj_quant=[outs[o][1] for _, o, _ in g3],
+                                           cls_quant=[outs[c][1] for _, _, c in g3])
     else:
         g = layout.dfl
         sums = [outs[s][0] for _, _, s in g] if g[0][2] is not None else None

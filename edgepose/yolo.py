@@ -9,6 +9,10 @@ Three output layouts are decoded, persons only (one class, ``class_id``, 0 in CO
   rows 0..3 centre x, centre y, width, height in input pixels, rows 4.. probabilities.
 * ``decode_yolox``: a raw YOLOX head ``(1, A, 5 + nc)`` (grid offsets, log sizes,
   objectness, class probabilities), or the same tensor already decoded to input pixels.
+* ``decode_yolox_split``: the same head split per stride into a box tensor ``(1, 4, h, w)``
+  (grid offsets, log sizes), an objectness tensor ``(1, 1, h, w)`` and a class tensor
+  ``(1, nc, h, w)`` (probabilities), each with its own int8 scale: what ``host_tools build-rknn``
+  makes of a single-output YOLOX export (``host_tools/det_split.py``).
 
 Conventions, the same in the NumPy twins here and in ``csrc/yolo.cpp``:
 
@@ -29,6 +33,12 @@ Conventions, the same in the NumPy twins here and in ``csrc/yolo.cpp``:
   kernel agree to the last bit. The box is ``x0 = (gx + 0.5 - l) * s``,
   ``y0 = (gy + 0.5 - t) * s``, ``x1 = (gx + 0.5 + r) * s``, ``y1 = (gy + 0.5 + b) * s`` in float64,
   then rounded to float32 (the model zoo's ``box_process``).
+* YOLOX split: score ``float32(float64(obj) * float64(cls))`` (dequantized values); the box is
+  ``cx = (x + gx) s``, ``cy = (y + gy) s``, ``w = exp(lw) s``, ``h = exp(lh) s`` in float64 with
+  :func:`exp_fixed` (NaN stays NaN, above 708 gives inf, below -708 gives 0), then
+  ``cx -+ w / 2, cy -+ h / 2`` rounded to float32. For int8/uint8 objectness and classes the
+  kernel first skips every objectness integer whose product with the largest and the smallest
+  class value of its type fails (exact: the product is monotone in the class value).
 * The score-sum tensor is only a fast skip: an anchor needs ``sum >= thr`` too (a trained
   model's sum is never below one of its class scores, so this changes nothing there).
 * NMS (:func:`nms_boxes`): class-agnostic, greedy, highest score first, equal scores in index
@@ -48,7 +58,7 @@ from . import _dispatch
 
 Quant = Optional[Tuple[float, int]]
 _INT_RANGE = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
-LAYOUTS = ("dfl", "anchor_free", "yolox")
+LAYOUTS = ("dfl", "anchor_free", "yolox", "yolox_split")
 MAX_REG = 64  # DFL bins per side (16 in YOLOv8/YOLO11); the kernel's fixed buffers
 
 # exp_nonpos: exp(x) = 2^k exp(r), k = rint(x / ln 2), r = x - k ln 2 (ln 2 in two parts, the
@@ -59,6 +69,18 @@ _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _EXP_COEF = tuple(1.0 / math.factorial(n) for n in range(13))  # c0 .. c12
 _EXP_MIN = -708.0  # below: 0 (keeps 2^k normal; e^-708 is far below any softmax weight that counts)
+_EXP_MAX = 708.0  # above: inf (exp_fixed; 2^k stays a normal double up to here)
+
+
+def _exp_core(x: np.ndarray) -> np.ndarray:
+    """2^k exp(r) for float64 ``x`` in [-708, 708] (or NaN, which stays NaN)."""
+    with np.errstate(invalid="ignore"):
+        k = np.rint(x * _INV_LN2)
+        r = (x - k * _LN2_HI) - k * _LN2_LO
+        p = np.full_like(r, _EXP_COEF[12])
+        for c in _EXP_COEF[11::-1]:
+            p = p * r + c
+        return np.ldexp(p, np.where(np.isnan(k), 0, k).astype(np.int32))
 
 
 def exp_nonpos(x: np.ndarray) -> np.ndarray:
@@ -67,12 +89,16 @@ def exp_nonpos(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     small = x < _EXP_MIN
     x = np.where(small, 0.0, x)  # (their result is 0; this keeps -inf out of the arithmetic)
-    k = np.rint(x * _INV_LN2)
-    r = (x - k * _LN2_HI) - k * _LN2_LO
-    p = np.full_like(r, _EXP_COEF[12])
-    for c in _EXP_COEF[11::-1]:
-        p = p * r + c
-    return np.where(small, 0.0, np.ldexp(p, k.astype(np.int32)))
+    return np.where(small, 0.0, _exp_core(x))
+
+
+def exp_fixed(x: np.ndarray) -> np.ndarray:
+    """``exp(x)`` for any float64 ``x`` by the operations of :func:`exp_nonpos`: NaN stays NaN,
+    ``x > 708`` gives inf, ``x < -708`` gives 0 (``csrc/yolo.cpp``: the same bits)."""
+    x = np.asarray(x, np.float64)
+    core = _exp_core(np.clip(x, _EXP_MIN, _EXP_MAX))
+    with np.errstate(invalid="ignore"):
+        return np.where(x > _EXP_MAX, np.inf, np.where(x < _EXP_MIN, 0.0, core))
 
 
 # --------------------------------------------------------------------------- validation
@@ -409,6 +435,92 @@ def decode_yolox(out: np.ndarray, input_size: Tuple[int, int], score_thr: float,
     return decode_yolox_numpy(out, input_size, score_thr, class_id, strides, quant, decoded)
 
 
+# --------------------------------------------------------------------------- YOLOX split per stride
+
+def _check_yolox_split(boxes, objs, classes, strides, class_id, box_quant, obj_quant, cls_quant):
+    n = len(boxes)
+    if n == 0:
+        raise ValueError("boxes: expected one (1, 4, h, w) box tensor per stride, got none")
+    if len(objs) != n or len(classes) != n or len(strides) != n:
+        raise ValueError(f"objs/classes/strides: expected {n} entries each (one per box tensor), got "
+                         f"{len(objs)}, {len(classes)} and {len(strides)}")
+    bq, oq, cq = (_per_level(box_quant, n, "box_quant"), _per_level(obj_quant, n, "obj_quant"),
+                  _per_level(cls_quant, n, "cls_quant"))
+    levels = []
+    for i in range(n):
+        b, o, c = _tensor(boxes[i], f"boxes[{i}]"), _tensor(objs[i], f"objs[{i}]"), _tensor(classes[i], f"classes[{i}]")
+        if b.ndim != 4 or b.shape[:2] != (1, 4):
+            raise ValueError(f"boxes[{i}]: expected (1, 4, h, w), got {b.shape}")
+        if o.shape != (1, 1) + b.shape[2:]:
+            raise ValueError(f"objs[{i}]: expected (1, 1, {b.shape[2]}, {b.shape[3]}) like boxes[{i}], got {o.shape}")
+        if c.ndim != 4 or c.shape[0] != 1 or c.shape[2:] != b.shape[2:]:
+            raise ValueError(f"classes[{i}]: expected (1, nc, {b.shape[2]}, {b.shape[3]}) like boxes[{i}], got {c.shape}")
+        cid = _check_class(class_id, c.shape[1], f"classes[{i}]")
+        s = int(strides[i])
+        if s <= 0 or s != strides[i]:
+            raise ValueError(f"strides[{i}]: expected a positive integer, got {strides[i]!r}")
+        levels.append((b, _quant(b, bq[i], f"box_quant[{i}]"), o, _quant(o, oq[i], f"obj_quant[{i}]"),
+                       c, _quant(c, cq[i], f"cls_quant[{i}]"), s, cid))
+    return levels
+
+
+def _values(a: np.ndarray, scale: float, zp: int) -> np.ndarray:
+    return a.astype(np.float64) if a.dtype == np.float32 else dequantize(a, scale, zp)
+
+
+def decode_yolox_split_numpy(boxes, objs, classes, strides, score_thr, class_id=0, box_quant=None, obj_quant=None,
+                             cls_quant=None) -> Tuple[np.ndarray, np.ndarray]:
+    """Readable twin of :func:`decode_yolox_split` (same arguments, same result)."""
+    thr = _check_thr(score_thr)
+    out_b, out_s = [], []
+    for b, (bs, bzp), o, (os_, ozp), c, (cs, czp), s, cid in _check_yolox_split(
+            boxes, objs, classes, strides, class_id, box_quant, obj_quant, cls_quant):
+        h, w = b.shape[2:]
+        score = (_values(o[0, 0].reshape(-1), os_, ozp) * _values(c[0, cid].reshape(-1), cs, czp)).astype(np.float32)
+        idx = np.nonzero(score >= thr)[0]
+        if idx.size == 0:
+            continue
+        r = _values(b[0].reshape(4, h * w)[:, idx], bs, bzp)
+        cx = (r[0] + (idx % w).astype(np.float64)) * s
+        cy = (r[1] + (idx // w).astype(np.float64)) * s
+        bw, bh = exp_fixed(r[2]) * s, exp_fixed(r[3]) * s
+        out_b.append(np.stack([cx - 0.5 * bw, cy - 0.5 * bh, cx + 0.5 * bw, cy + 0.5 * bh], axis=1).astype(np.float32))
+        out_s.append(score[idx])
+    if not out_b:
+        return _empty()
+    return np.concatenate(out_b), np.concatenate(out_s)
+
+
+def decode_yolox_split(boxes: Sequence[np.ndarray], objs: Sequence[np.ndarray], classes: Sequence[np.ndarray],
+                       strides: Sequence[int], score_thr: float, class_id: int = 0,
+                       box_quant: Optional[Sequence[Quant]] = None, obj_quant: Optional[Sequence[Quant]] = None,
+                       cls_quant: Optional[Sequence[Quant]] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Decode a YOLOX head split per stride (``host_tools build-rknn`` of a YOLOX export).
+
+    Args:
+        boxes: per level ``(1, 4, h, w)``: x, y offsets in grid cells, log width, log height.
+        objs: per level ``(1, 1, h, w)`` objectness probabilities.
+        classes: per level ``(1, nc, h, w)`` class probabilities.
+        strides: per level the stride in input pixels.
+        score_thr: keep anchors with ``float32(obj * cls) >= score_thr``.
+        class_id: the class decoded (person = 0); the other classes are not read.
+        box_quant, obj_quant, cls_quant: per level ``(scale, zero_point)`` of int8/uint8 tensors
+            (required there, ignored for float32 ones), or None when all are float.
+
+    Returns:
+        ``boxes (M, 4)`` float32 ``x0, y0, x1, y1`` in input pixels and ``scores (M,)`` float32,
+        level by level, row-major within a level (the anchor order of the single-output head).
+    """
+    thr = _check_thr(score_thr)
+    levels = _check_yolox_split(boxes, objs, classes, strides, class_id, box_quant, obj_quant, cls_quant)
+    nat = _dispatch.native()
+    if nat is None or not hasattr(nat, "yolo_decode_yolox_split"):
+        return decode_yolox_split_numpy(boxes, objs, classes, strides, score_thr, class_id, box_quant, obj_quant,
+                                        cls_quant)
+    args = [(b, bq[0], bq[1], o, oq[0], oq[1], c, cq[0], cq[1], s, cid) for b, bq, o, oq, c, cq, s, cid in levels]
+    return nat.yolo_decode_yolox_split(args, float(thr))
+
+
 # --------------------------------------------------------------------------- NMS
 
 def _check_nms(boxes, scores, iou_thr, top_k):
@@ -491,7 +603,7 @@ def postprocess(layout: str, outputs: Sequence[np.ndarray], score_thr: float, io
     ``layout="dfl"``: ``outputs`` are the model zoo's 6 (box, class per stride) or 9 (box,
     class, score sum per stride) tensors in that order, ``quant`` one entry per output.
     ``"anchor_free"`` / ``"yolox"``: one output (``quant`` a one-entry list or None);
-    ``"yolox"`` needs ``input_size``.
+    ``"yolox"`` needs ``input_size``. ``"yolox_split"``: per stride box, objectness, classes.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
@@ -506,6 +618,11 @@ def postprocess(layout: str, outputs: Sequence[np.ndarray], score_thr: float, io
             raise ValueError(f"outputs: expected 2 or 3 tensors per stride ({len(strides)} strides), got {len(outs)}")
         boxes, scores = decode_dfl(outs[0::per], outs[1::per], strides, score_thr, class_id, q[0::per], q[1::per],
                                    outs[2::per] if per == 3 else None, q[2::per] if per == 3 else None)
+    elif layout == "yolox_split":
+        if len(outs) != 3 * len(strides):
+            raise ValueError(f"outputs: expected 3 tensors per stride ({len(strides)} strides), got {len(outs)}")
+        boxes, scores = decode_yolox_split(outs[0::3], outs[1::3], outs[2::3], strides, score_thr, class_id,
+                                           q[0::3], q[1::3], q[2::3])
     else:
         if len(outs) != 1:
             raise ValueError(f"outputs: the {layout} layout has one output, got {len(outs)}")

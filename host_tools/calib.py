@@ -34,13 +34,13 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from host_tools.errors import UserError
+from host_tools.rknn_toolkit import IMAGE_EXTS, check_mean_std  # noqa: F401  (re-exported)
 
 # edgepose's own floors, not the toolkit's (it accepts one image for any algorithm): mmse and
 # kl_divergence fit clipping ranges / histograms to the activations, which a handful of crops
 # cannot describe; "normal" (min/max) at least runs with one. Rockchip recommends 20-100+.
 MIN_IMAGES: Dict[str, int] = {"normal": 1, "mmse": 8, "kl_divergence": 16, "gdq": 8}
 RECOMMENDED_IMAGES = 20
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 @dataclass
@@ -354,21 +354,31 @@ def write_resolved_list(paths: Sequence[Path], dest: str | Path) -> Path:
     return d
 
 
-def check_mean_std(mean: Sequence[float], std: Sequence[float]) -> None:
-    """Mean/std must have three values each (one per channel), std non-zero."""
-    if len(mean) != 3:
-        raise UserError(f"mean: {len(mean)} value(s) {list(mean)}, expected 3 (one per channel, model colour order)")
-    if len(std) != 3:
-        raise UserError(f"std: {len(std)} value(s) {list(std)}, expected 3 (one per channel, model colour order)")
-    if any(float(s) == 0 for s in std):
-        raise UserError(f"std: {list(std)} contains 0; every channel needs a non-zero std")
+# --------------------------------------------------------------------------- model metadata
+
+def load_onnx_meta(path: str | Path):
+    """The ``ModelMeta`` embedded in an ONNX file; UserError when absent or unreadable."""
+    from edgepose.metadata import MetadataError, read_onnx_metadata
+
+    p = Path(path)
+    if "\\" in str(path):
+        raise UserError(f"{path}: Windows backslash in the path; write it with '/'")
+    if not p.is_file():
+        raise UserError(f"{p}: ONNX model not found; export one with host_tools export-onnx")
+    try:
+        meta = read_onnx_metadata(p)
+    except MetadataError as exc:
+        raise UserError(f"{p}: {exc}") from None
+    except Exception as exc:  # onnxruntime: InvalidProtobuf / Fail for a non-ONNX file
+        raise UserError(f"{p}: not a readable ONNX model ({type(exc).__name__}); export it with host_tools export-onnx") from None
+    if meta is None:
+        raise UserError(f"{p}: no edgepose metadata in the ONNX file; export it with host_tools export-onnx, or stamp a foreign model with host_tools import-onnx")
+    return meta
 
 
 # --------------------------------------------------------------------------- CLI
 
 def _handler(args: argparse.Namespace) -> int:
-    from host_tools.rknn_build import load_onnx_meta
-
     if args.max_images < 1:
         raise UserError(f"--max-images {args.max_images}: must be at least 1")
     meta = load_onnx_meta(args.model)

@@ -18,7 +18,7 @@ COMMAND_MODULES: List[str] = [
     "host_tools.valid",
     "host_tools.export_onnx",
     "host_tools.import_onnx",
-    "host_tools.rknn_build",
+    "host_tools.rknn_commands",
     "host_tools.calib",
     "host_tools.verify",
     "host_tools.inspect_weights",

@@ -21,15 +21,19 @@ recall at IoU 0.5 (matched / float boxes) and precision (matched / INT8 boxes).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from host_tools.calib import IMAGE_EXTS, validate_calibration_list, write_calibration
+from host_tools.calib import IMAGE_EXTS, RECOMMENDED_IMAGES, validate_calibration_list, write_calibration
 from host_tools.errors import UserError
+from host_tools.rknn_toolkit import (ALGORITHMS, BuildOptions, BuildResult, check_output, check_target, parse_hybrid,
+                                     run_build, toolkit_major)
 
 
 def is_detector_onnx(path: str | Path) -> bool:
@@ -114,21 +118,23 @@ def make_detector_calibration(meta, out_dir: str | Path, images: str | Path, ann
 def prepare_detector(onnx_path: str | Path, opts, workdir: Path):
     """:func:`host_tools.rknn_build.prepare` for a detector: ``(meta, major, list or None)``;
     a ``--calib`` list's images are letterboxed into ``workdir``."""
-    from host_tools.rknn_build import ALGORITHMS, check_target, toolkit_major
-
     meta, _ = load_detector(onnx_path)
     major, version = toolkit_major()
     check_target(opts.target, major, version)
     if opts.algorithm not in ALGORITHMS:
         raise UserError(f"--algorithm {opts.algorithm}: choose one of {', '.join(ALGORITHMS)}")
-    if opts.hybrid:
-        raise UserError("--hybrid: not supported for detector models (keep the whole model INT8 or float16)")
+    if opts.hybrid and not opts.quantize:
+        raise UserError("--hybrid: only for a quantized build; add --images or --calib (without them the whole "
+                        "model is float16)")
     if opts.batch not in (None, 1):
         raise UserError(f"--batch {opts.batch}: a detector runs one frame at a time; drop --batch")
     if not opts.quantize:
         return meta, major, None
     paths = validate_calibration_list(opts.calib, opts.algorithm, None)
     lst = write_calibration(letterboxed(paths, meta), workdir / "letterboxed", force=True)
+    if len(paths) < RECOMMENDED_IMAGES:
+        print(f"build-rknn: note: {len(paths)} calibration images (< {RECOMMENDED_IMAGES}); fine for a test, "
+              "use 50-200 photos like the deployment's for a real detector", file=sys.stderr)
     return meta, major, lst
 
 
@@ -141,8 +147,9 @@ def output_names(onnx_path: str | Path) -> List[Tuple[str, List[int]]]:
 
 
 def detector_sidecar_meta(meta, onnx_path: str | Path, quant: Sequence[Tuple[float, int]], out_dtype: str, opts,
-                          build: Dict[str, Any], mean: Sequence[float], std: Sequence[float]):
-    """The :class:`~edgepose.detect.DetectorMeta` that ``build-rknn`` writes beside a detector."""
+                          build: Dict[str, Any], mean: Sequence[float], std: Sequence[float], split=None):
+    """The :class:`~edgepose.detect.DetectorMeta` that ``build-rknn`` writes beside a detector;
+    ``onnx_path`` is the graph the toolkit built (the split one when ``split`` is given)."""
     from edgepose.detect import DetectorMeta
 
     d = meta.to_dict()
@@ -152,7 +159,51 @@ def detector_sidecar_meta(meta, onnx_path: str | Path, quant: Sequence[Tuple[flo
         outs.append({"name": name, "shape": shape, "scale": float(s), "zero_point": int(z)})
     d.update(outputs=outs, quantized=out_dtype, target=opts.target, batch=1, build=build,
              mean=list(mean), std=list(std))
+    if split is not None:
+        d.update(head=split.head, strides=list(split.strides), split=split.to_dict())
     return DetectorMeta.from_dict(d)
+
+
+SINGLE_OUTPUT_HEADS = ("yolox", "ultralytics")
+
+
+def build_detector_rknn(onnx_path: str | Path, out_path: str | Path, opts: BuildOptions, force: bool = False,
+                        keep: bool = False, log_path: Optional[str | Path] = None) -> BuildResult:
+    """Build ``out_path`` (.rknn) and its detector sidecar from a detector ONNX.
+
+    A quantized build of a single-output head (``yolox``, ``ultralytics``) builds the split graph
+    of :func:`host_tools.det_split.split_head` instead (each stride's box and score branches as
+    outputs, each with its own int8 scale); the ONNX file itself is left as it is. Arguments as
+    :func:`host_tools.rknn_build.build_rknn`.
+    """
+    from host_tools.det_split import split_head
+
+    t_start = time.perf_counter()
+    out = check_output(out_path, force)
+    log = Path(log_path) if log_path is not None else out.with_name(out.name + ".log")
+    work = Path(tempfile.mkdtemp(prefix="edgepose_rknn_"))
+    split = None
+    load_path: Path = Path(onnx_path)
+    try:
+        meta, major, dataset = prepare_detector(onnx_path, opts, work)
+        if opts.quantize and meta.head in SINGLE_OUTPUT_HEADS:
+            load_path = work / (Path(onnx_path).stem + "_split.onnx")
+            print(f"build-rknn: splitting the single-output {meta.head} head into per-stride outputs ...",
+                  file=sys.stderr, flush=True)
+            split = split_head(onnx_path, load_path)
+            print(f"build-rknn: split: {len(split.outputs)} outputs "
+                  f"({', '.join(str(tuple(s)) for _, s in split.outputs[:3])}, ...) -> {split.head} layout",
+                  file=sys.stderr)
+        if opts.hybrid:  # "final" or START:END, or the spans a sidecar recorded: names of the built graph
+            opts.hybrid = parse_hybrid([h if isinstance(h, str) else ":".join(h) for h in opts.hybrid], load_path)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+    def make_meta(quants, out_dtype, build, mean, std):
+        return detector_sidecar_meta(meta, load_path, quants, out_dtype, opts, build, mean, std, split)
+
+    return run_build(onnx_path, load_path, out, opts, meta, major, dataset, work, log, make_meta, keep, t_start)
 
 
 # --------------------------------------------------------------------------- verify
@@ -192,83 +243,3 @@ def box_agreement(ref: List[np.ndarray], test: List[np.ndarray], thr: float = 0.
             "mean_iou_matched": float(allv.mean()) if len(allv) else None,
             "recall_at_0.5": float(matched / n_ref) if n_ref else None,
             "precision_at_0.5": float(matched / n_test) if n_test else None}
-
-
-def verify_detector(onnx_path: str | Path, test_model: str | Path, images: Optional[str | Path], ann=None,
-                    max_images: int = 100, report_path: Optional[str | Path] = None, rknn_obj=None,
-                    score_thr: float = 0.25, iou_thr: float = 0.45, force: bool = False,
-                    log: Optional[Path] = None) -> Dict[str, Any]:
-    """Float ONNX vs ``.rknn`` (simulator; rebuilt from its sidecar unless ``rknn_obj``) or a
-    second ``.onnx``, on the same letterboxed images; writes and returns the JSON report."""
-    import cv2
-
-    from edgepose.detect import PersonDetector, decode_outputs, letterbox_input
-    from host_tools.verify import rebuild_for_simulator
-
-    t0 = time.perf_counter()
-    test_model = Path(test_model)
-    report_path = Path(report_path) if report_path else test_model.with_name(test_model.name + ".verify.json")
-    if report_path.exists() and not force:
-        raise UserError(f"{report_path}: already exists; choose another --report or pass --force")
-    if images is None:
-        raise UserError("verify: a detector is compared on whole images; pass --images DIR (and optionally --ann)")
-    paths = images_in(images, ann, max_images)
-    ref_det = PersonDetector(onnx_path, score_thr=score_thr, iou_thr=iou_thr)
-    meta, layout = ref_det.meta, ref_det.layout
-    frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
-    print(f"verify: {len(paths)} images from {images}; float model {onnx_path} (onnxruntime)", file=sys.stderr)
-    ref = [ref_det.detect_input(f)[0] for f in frames]
-    ref_det.close()
-    tmp, own = None, None
-    if test_model.suffix == ".onnx":
-        with PersonDetector(test_model, score_thr=score_thr, iou_thr=iou_thr) as t:
-            test = [t.detect_input(f)[0] for f in frames]
-        backend = "onnxruntime"
-    elif test_model.suffix == ".rknn":
-        from host_tools.rknn_build import _call, toolkit_log
-
-        rk = rknn_obj
-        if rk is None:
-            from edgepose.detect import read_detector_sidecar
-
-            side = read_detector_sidecar(test_model)
-            if side is None:
-                raise UserError(f"{test_model}: no detector sidecar ({test_model.name}.json); build it with "
-                                "host_tools build-rknn, which writes it")
-            log = report_path.with_name(report_path.name + ".toolkit.log")
-            rk, tmp = rebuild_for_simulator(onnx_path, test_model, side.get("build") or {}, log)
-            own = rk
-        try:
-            _call(log, "init_runtime (simulator)", rk.init_runtime)
-            test = []
-            for f in frames:
-                x, _ = letterbox_input(f, meta, "nhwc")
-                with toolkit_log(log):
-                    outs = rk.inference(inputs=[x], data_format="nhwc")
-                if outs is None:
-                    raise UserError(f"simulator inference returned nothing (toolkit log: {log})")
-                test.append(decode_outputs(outs, meta, layout, score_thr, iou_thr)[0])  # the simulator gives float32
-        finally:
-            if own is not None:
-                import shutil
-
-                with toolkit_log(log):
-                    own.release()
-                shutil.rmtree(tmp, ignore_errors=True)
-        backend = "rknn-toolkit2 simulator"
-    else:
-        raise UserError(f"{test_model}: expected a .rknn (or a second .onnx to compare float models)")
-    report = {"reference_model": str(onnx_path), "test_model": str(test_model), "test_backend": backend,
-              "kind": "person detector", "head": layout.head, "score_thr": score_thr, "iou_thr": iou_thr,
-              **box_agreement(ref, test)}
-    report["seconds"] = round(time.perf_counter() - t0, 2)
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
-    report["report"] = str(report_path)
-    return report
-
-
-def detector_summary_line(r: Dict[str, Any]) -> str:
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-    return (f"verify: detector boxes: recall@0.5 {fmt(r['recall_at_0.5'])}, precision@0.5 {fmt(r['precision_at_0.5'])}, "
-            f"mean IoU of matched {fmt(r['mean_iou_matched'])} ({r['matched']} matched of {r['boxes_float']} float / "
-            f"{r['boxes_test']} test boxes on {r['images']} images)")

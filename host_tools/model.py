@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from host_tools.errors import UserError
+from host_tools.weights import RESNET_LAYERS, _check_fit, _short, guess_arch  # noqa: F401  (weights sits below)
 
 BN_MOMENTUM = 0.1
 
@@ -63,13 +64,9 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+# depth -> (block, blocks per stage); the counts are host_tools.weights.RESNET_LAYERS
 RESNET_SPEC: Dict[int, Tuple[Type[nn.Module], List[int]]] = {
-    18: (BasicBlock, [2, 2, 2, 2]),
-    34: (BasicBlock, [3, 4, 6, 3]),
-    50: (Bottleneck, [3, 4, 6, 3]),
-    101: (Bottleneck, [3, 4, 23, 3]),
-    152: (Bottleneck, [3, 8, 36, 3]),
-}
+    d: (BasicBlock if expansion == 1 else Bottleneck, list(layers)) for d, (expansion, layers) in RESNET_LAYERS.items()}
 
 
 def deconv_padding(kernel: int) -> Tuple[int, int]:
@@ -243,44 +240,6 @@ def _extract_state_dict(obj: Any, path: Union[str, Path]) -> Dict[str, torch.Ten
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = "module.") -> Dict[str, torch.Tensor]:
     """Remove the ``module.`` prefix that ``nn.DataParallel`` / DDP add to every key."""
     return OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v) for k, v in state.items())
-
-
-def guess_arch(state: Mapping[str, torch.Tensor]) -> str:
-    """A short description of the network a state_dict holds, e.g. ``PoseResNet-50, 17 joints``."""
-    from host_tools.weights import analyse
-
-    a = analyse(state)
-    parts = [f"PoseResNet-{a['depth']}" if a["depth"] else "an unknown backbone"]
-    if a["num_joints"] is not None:
-        parts.append(f"{a['num_joints']} joints, final kernel {a['final_kernel']}")
-    return ", ".join(parts)
-
-
-def _short(keys: Sequence[str], n: int = 3) -> str:
-    keys = sorted(keys)
-    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
-
-
-def _check_fit(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], path: Union[str, Path], what: str) -> None:
-    def skip(k: str) -> bool:
-        return k.endswith("num_batches_tracked")
-
-    missing = [k for k in expected if k not in state and not skip(k)]
-    unexpected = [k for k in state if k not in expected and not skip(k)]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-              for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if not (missing or unexpected or shapes):
-        return
-    bits = []
-    if missing:
-        bits.append(f"{len(missing)} missing keys ({_short(missing, 2)})")
-    if unexpected:
-        bits.append(f"{len(unexpected)} unexpected keys ({_short(unexpected, 2)})")
-    if shapes:
-        bits.append(f"{len(shapes)} shape mismatches (checkpoint vs model: {_short(shapes, 1)})")
-    raise UserError(f"checkpoint {path} does not fit {what}: it looks like {guess_arch(state)}; " + "; ".join(bits)
-                    + " (match MODEL.EXTRA.* / MODEL.NUM_JOINTS to it)")
 
 
 def describe(model: PoseResNet) -> str:

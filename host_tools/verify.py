@@ -38,7 +38,11 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from host_tools.calib import crop_samples, load_onnx_meta, load_samples
+from host_tools.det_build import box_agreement, build_detector_rknn, images_in, is_detector_onnx
 from host_tools.errors import UserError
+from host_tools.rknn_build import build_rknn
+from host_tools.rknn_toolkit import BuildOptions, _call, file_sha256, toolkit_log
 
 
 # --------------------------------------------------------------------------- runners
@@ -60,8 +64,6 @@ def onnx_runner(onnx_path: str | Path) -> Callable[[np.ndarray], np.ndarray]:
     """``crops (N, h, w, 3) uint8 in the model's colour order -> heatmaps (N, K, H, W) float32``."""
     import onnxruntime as ort
 
-    from host_tools.rknn_build import load_onnx_meta
-
     meta = load_onnx_meta(onnx_path)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -81,14 +83,10 @@ def onnx_runner(onnx_path: str | Path) -> Callable[[np.ndarray], np.ndarray]:
 
 def rknn_runner(rk, batch: int = 1, log: Optional[Path] = None) -> Callable[[np.ndarray], np.ndarray]:
     """Simulator runner for a live toolkit2 object: uint8 NHWC crops -> float32 heatmaps."""
-    from host_tools.rknn_build import _call
-
     _call(log, "init_runtime (simulator)", rk.init_runtime)
 
     def run(crops: np.ndarray) -> np.ndarray:
         def one(c):
-            from host_tools.rknn_build import toolkit_log
-
             with toolkit_log(log):
                 out = rk.inference(inputs=[c], data_format="nhwc")
             if out is None:
@@ -231,14 +229,105 @@ def plot_report(report: Dict[str, Any], path: str | Path) -> Path:
     return Path(path)
 
 
+# --------------------------------------------------------------------------- person detectors
+
+def verify_detector(onnx_path: str | Path, test_model: str | Path, images: Optional[str | Path], ann=None,
+                    max_images: int = 100, report_path: Optional[str | Path] = None, rknn_obj=None,
+                    score_thr: float = 0.25, iou_thr: float = 0.45, force: bool = False,
+                    log: Optional[Path] = None) -> Dict[str, Any]:
+    """Float ONNX vs ``.rknn`` (simulator; rebuilt from its sidecar unless ``rknn_obj``) or a
+    second ``.onnx``, on the same letterboxed images; writes and returns the JSON report."""
+    import cv2
+
+    from edgepose.detect import PersonDetector, decode_outputs, letterbox_input
+
+    t0 = time.perf_counter()
+    test_model = Path(test_model)
+    report_path = Path(report_path) if report_path else test_model.with_name(test_model.name + ".verify.json")
+    if report_path.exists() and not force:
+        raise UserError(f"{report_path}: already exists; choose another --report or pass --force")
+    if images is None:
+        raise UserError("verify: a detector is compared on whole images; pass --images DIR (and optionally --ann)")
+    paths = images_in(images, ann, max_images)
+    ref_det = PersonDetector(onnx_path, score_thr=score_thr, iou_thr=iou_thr)
+    meta, layout = ref_det.meta, ref_det.layout
+    frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
+    print(f"verify: {len(paths)} images from {images}; float model {onnx_path} (onnxruntime)", file=sys.stderr)
+    ref = [ref_det.detect_input(f)[0] for f in frames]
+    ref_det.close()
+    tmp, own = None, None
+    if test_model.suffix == ".onnx":
+        with PersonDetector(test_model, score_thr=score_thr, iou_thr=iou_thr) as t:
+            test = [t.detect_input(f)[0] for f in frames]
+        backend = "onnxruntime"
+    elif test_model.suffix == ".rknn":
+        from edgepose.detect import DetectorMeta, identify_head, read_detector_sidecar
+
+        rk = rknn_obj
+        side = read_detector_sidecar(test_model)
+        if side is None:
+            raise UserError(f"{test_model}: no detector sidecar ({test_model.name}.json); build it with "
+                            "host_tools build-rknn, which writes it")
+        # the built model's own layout: a split head has other outputs than the float model
+        from edgepose.detect import DetectorError
+
+        try:
+            test_meta = DetectorMeta.from_dict(side)
+            shapes = [o["shape"] for o in test_meta.outputs if "shape" in o]
+            layout, meta_out = layout, meta  # a sidecar without output shapes: the float model's layout
+            if shapes:
+                layout = identify_head(shapes, test_meta.input_size, test_meta.head, test_meta.strides,
+                                       str(test_model))
+                meta_out = test_meta
+        except DetectorError as exc:
+            raise UserError(str(exc)) from None
+        if rk is None:
+            log = report_path.with_name(report_path.name + ".toolkit.log")
+            rk, tmp = rebuild_for_simulator(onnx_path, test_model, side.get("build") or {}, log)
+            own = rk
+        try:
+            _call(log, "init_runtime (simulator)", rk.init_runtime)
+            test = []
+            for f in frames:
+                x, _ = letterbox_input(f, meta, "nhwc")
+                with toolkit_log(log):
+                    outs = rk.inference(inputs=[x], data_format="nhwc")
+                if outs is None:
+                    raise UserError(f"simulator inference returned nothing (toolkit log: {log})")
+                test.append(decode_outputs(outs, meta_out, layout, score_thr, iou_thr)[0])  # simulator: float32
+        finally:
+            if own is not None:
+                import shutil
+
+                with toolkit_log(log):
+                    own.release()
+                shutil.rmtree(tmp, ignore_errors=True)
+        backend = "rknn-toolkit2 simulator"
+    else:
+        raise UserError(f"{test_model}: expected a .rknn (or a second .onnx to compare float models)")
+    report = {"reference_model": str(onnx_path), "test_model": str(test_model), "test_backend": backend,
+              "kind": "person detector", "head": meta.head, "test_head": layout.head, "score_thr": score_thr,
+              "iou_thr": iou_thr,
+              **box_agreement(ref, test)}
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    report["report"] = str(report_path)
+    return report
+
+
+def detector_summary_line(r: Dict[str, Any]) -> str:
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    return (f"verify: detector boxes: recall@0.5 {fmt(r['recall_at_0.5'])}, precision@0.5 {fmt(r['precision_at_0.5'])}, "
+            f"mean IoU of matched {fmt(r['mean_iou_matched'])} ({r['matched']} matched of {r['boxes_float']} float / "
+            f"{r['boxes_test']} test boxes on {r['images']} images)")
+
+
 # --------------------------------------------------------------------------- driver
 
 def rebuild_for_simulator(onnx_path: str | Path, test_model: Path, build: Dict[str, Any], log: Path):
     """Rebuild ``test_model`` in-process from its sidecar's ``build`` options (the simulator only
     runs a model built in the same process). Returns ``(live toolkit object, temp folder)``; the
     caller releases the object and removes the folder."""
-    from host_tools.rknn_build import BuildOptions, build_rknn, file_sha256
-
     b = dict(build)
     if not b:
         raise UserError(f"{test_model}: its sidecar has no build options; rebuild it with host_tools build-rknn")
@@ -254,7 +343,8 @@ def rebuild_for_simulator(onnx_path: str | Path, test_model: Path, build: Dict[s
     print(f"verify: rebuilding {test_model.name} in-process for the simulator (target {opts.target}); "
           f"toolkit log {log}", file=sys.stderr)
     try:
-        res = build_rknn(onnx_path, tmp / test_model.name, opts, keep=True, log_path=log)
+        build = build_detector_rknn if is_detector_onnx(onnx_path) else build_rknn
+        res = build(onnx_path, tmp / test_model.name, opts, keep=True, log_path=log)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -278,8 +368,6 @@ def person_crops(meta, ann=None, images=None, det=None, det_thr: float = 0.5, ma
                  prog: str = "verify") -> PersonCrops:
     """Load the persons (annotations or detections), keep at most ``max_persons`` spread over
     the file, and cut their crops as the device does."""
-    from host_tools.calib import crop_samples, load_samples
-
     s = load_samples(ann, images, det, det_thr)
     samples = s.samples
     if len(samples) > max_persons:
@@ -322,8 +410,6 @@ def verify(onnx_path: str | Path, test_model: str | Path, ann=None, images=None,
     Returns:
         The report dict (also written as JSON).
     """
-    from host_tools.rknn_build import load_onnx_meta
-
     t0 = time.perf_counter()
     meta = load_onnx_meta(onnx_path)
     test_model = Path(test_model)
@@ -368,8 +454,6 @@ def verify(onnx_path: str | Path, test_model: str | Path, ann=None, images=None,
             test = rknn_runner(rk, int(test_meta.batch or 1) if test_meta else 1, log)(crops)
         finally:
             if own is not None:
-                from host_tools.rknn_build import toolkit_log
-
                 with toolkit_log(log):
                     own.release()
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -394,8 +478,6 @@ def verify(onnx_path: str | Path, test_model: str | Path, ann=None, images=None,
 
 def _accuracy_analysis(rk, crops: np.ndarray, out_dir: Path, log: Optional[Path]) -> None:
     """toolkit2 per-layer fp32-vs-quantized errors for the first crop, kept in ``out_dir``."""
-    from host_tools.rknn_build import _call
-
     out_dir.mkdir(parents=True, exist_ok=True)
     inp = out_dir / "input_0.npy"
     np.save(inp, np.ascontiguousarray(crops[0].transpose(2, 0, 1)[None]))
@@ -432,11 +514,7 @@ def verify_from_args(args: argparse.Namespace, rknn_obj=None, rknn_meta=None) ->
     """Shared by ``verify`` and ``build-rknn --verify``."""
     if args.max_persons < 1:
         raise UserError(f"--max-persons {args.max_persons}: must be at least 1")
-    from host_tools.det_build import is_detector_onnx
-
     if is_detector_onnx(args.model):
-        from host_tools.det_build import detector_summary_line, verify_detector
-
         test = getattr(args, "test_model", None) or args.output
         rep = verify_detector(args.model, test, args.images, args.ann, args.max_persons, args.report, rknn_obj,
                               force=getattr(args, "force", False),

@@ -494,14 +494,57 @@ def _bn(prefix: str, c: int) -> List[Tuple[str, Tuple[int, ...]]]:
             (prefix + "running_var", (c,)), (prefix + "num_batches_tracked", ())]
 
 
+# ResNet depth -> (block expansion: 1 basic / 4 bottleneck, blocks per stage); host_tools.model builds from it
+RESNET_LAYERS: Dict[int, Tuple[int, List[int]]] = {
+    18: (1, [2, 2, 2, 2]),
+    34: (1, [3, 4, 6, 3]),
+    50: (4, [3, 4, 6, 3]),
+    101: (4, [3, 4, 23, 3]),
+    152: (4, [3, 8, 36, 3]),
+}
+
+
+def guess_arch(state: Mapping[str, torch.Tensor]) -> str:
+    """A short description of the network a state_dict holds, e.g. ``PoseResNet-50, 17 joints``."""
+    a = analyse(state)
+    parts = [f"PoseResNet-{a['depth']}" if a["depth"] else "an unknown backbone"]
+    if a["num_joints"] is not None:
+        parts.append(f"{a['num_joints']} joints, final kernel {a['final_kernel']}")
+    return ", ".join(parts)
+
+
+def _short(keys: Sequence[str], n: int = 3) -> str:
+    keys = sorted(keys)
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def _check_fit(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], path: Union[str, Path], what: str) -> None:
+    def skip(k: str) -> bool:
+        return k.endswith("num_batches_tracked")
+
+    missing = [k for k in expected if k not in state and not skip(k)]
+    unexpected = [k for k in state if k not in expected and not skip(k)]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or shapes):
+        return
+    bits = []
+    if missing:
+        bits.append(f"{len(missing)} missing keys ({_short(missing, 2)})")
+    if unexpected:
+        bits.append(f"{len(unexpected)} unexpected keys ({_short(unexpected, 2)})")
+    if shapes:
+        bits.append(f"{len(shapes)} shape mismatches (checkpoint vs model: {_short(shapes, 1)})")
+    raise UserError(f"checkpoint {path} does not fit {what}: it looks like {guess_arch(state)}; " + "; ".join(bits)
+                    + " (match MODEL.EXTRA.* / MODEL.NUM_JOINTS to it)")
+
+
 def expected_shapes(cfg: Any) -> Dict[str, Tuple[int, ...]]:
     """The state_dict key -> shape of the PoseResNet ``cfg`` describes, worked out from the
     architecture (no model is built). Same keys, order and shapes as ``get_pose_net(cfg).state_dict()``."""
-    from host_tools.model import RESNET_SPEC
-
     ex = cfg.MODEL.EXTRA
-    block, layers = RESNET_SPEC[int(ex.NUM_LAYERS)]
-    exp = block.expansion  # type: ignore[attr-defined]
+    exp, layers = RESNET_LAYERS[int(ex.NUM_LAYERS)]
     out: List[Tuple[str, Tuple[int, ...]]] = [("conv1.weight", (64, 3, 7, 7))] + _bn("bn1.", 64)
     inplanes = 64
     for li, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
@@ -532,8 +575,6 @@ def expected_shapes(cfg: Any) -> Dict[str, Tuple[int, ...]]:
 def check_fit(info: WeightsInfo, cfg: Any, backbone_only: bool = False) -> None:
     """Raise UserError (one line: missing / unexpected / mis-shaped keys) unless ``info`` loads
     into the PoseResNet of ``cfg`` (only its backbone with ``backbone_only``)."""
-    from host_tools.model import _check_fit
-
     shapes = expected_shapes(cfg)
     if backbone_only:
         shapes = OrderedDict((k, v) for k, v in shapes.items() if not k.startswith(("deconv_layers.", "final_layer.")))

@@ -85,3 +85,61 @@ def test_build_rknn_detector_refusals(det_onnx, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "match no detector layout" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "y_calib").exists()
+
+
+# --------------------------------------------------------------------------- single-output exports: the head split
+
+@pytest.fixture(scope="module", params=["yolox", "ultralytics"])
+def single_output_det(request, tmp_path_factory):
+    from _yolo_exports import export_yolo
+
+    d = tmp_path_factory.mktemp(request.param)
+    return request.param, export_yolo(d / f"{request.param}.onnx", request.param, nc=3, input_wh=(128, 96), bias=1.5)
+
+
+@pytest.mark.slow
+def test_build_rknn_splits_a_single_output_head(single_output_det, tmp_path, capsys):
+    """One toolkit build per family (with --verify, no rebuild): the split layout and the
+    per-output scale / zero point in the sidecar, the ONNX untouched, INT8 keeps the boxes."""
+    from conftest import need_data
+    from edgepose.metadata import file_sha256
+
+    fam, onnx_p = single_output_det
+    images = need_data("coco_mini")
+    sha = file_sha256(onnx_p)
+    out = tmp_path / "det.rknn"
+    rc = main(["build-rknn", str(onnx_p), "-o", str(out), "--images", str(images), "--verify"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err[-2000:]
+    assert file_sha256(onnx_p) == sha  # the float model is left as it is
+    meta = DetectorMeta.from_dict(read_detector_sidecar(out))
+    head, n = {"yolox": ("yolox_split", 9), "ultralytics": ("dfl", 6)}[fam]
+    assert meta.head == head and meta.split["from"] == fam and len(meta.outputs) == n and meta.quantized == "int8"
+    assert meta.split["source_output"]["shape"] == ([1, 252, 8] if fam == "yolox" else [1, 7, 252])
+    assert all(o["scale"] > 0 and -128 <= o["zero_point"] <= 127 for o in meta.outputs), [(o["shape"], o["scale"], o["zero_point"]) for o in meta.outputs]
+    chans = [o["shape"][1] for o in meta.outputs]
+    assert chans == ([4, 1, 3] * 3 if fam == "yolox" else [64, 3] * 3)
+    if fam == "yolox":  # probabilities get their own scale: about 1/255, not the box values' one
+        assert max(o["scale"] for o in meta.outputs[1::3]) < 0.0045 < meta.outputs[0]["scale"]
+    rep = json.loads((tmp_path / "det.rknn.verify.json").read_text())
+    assert rep["test_head"] == head and rep["boxes_float"] > 0
+    assert rep["recall_at_0.5"] >= 0.8 and rep["precision_at_0.5"] >= 0.8, rep
+    # the sidecar build-rknn wrote is all the runtime needs: the same graph behind the RKNNLite
+    # double, int8 outputs with the recorded scale / zero point, no flag
+    from host_tools.det_split import split_head
+    from test_det_split import _NormFake, _frame
+    from edgepose.detect import PersonDetector
+    from edgepose.metadata import sidecar_path
+
+    split = split_head(onnx_p, tmp_path / "split.onnx")
+    assert [n for n, _ in split.outputs] == [o["name"] for o in meta.outputs]
+    fake_rknn = tmp_path / "board.rknn"
+    fake_rknn.write_bytes(b"FAKE-RKNN\n" + str(tmp_path / "split.onnx").encode())
+    sidecar_path(fake_rknn).write_text(sidecar_path(out).read_text())
+    fake = _NormFake.make(meta.std[0], [(o["scale"], o["zero_point"]) for o in meta.outputs])
+    with PersonDetector(onnx_p, score_thr=0.3) as ref, PersonDetector(fake_rknn, score_thr=0.3, rknnlite_cls=fake) as b:
+        assert b.layout.head == head
+        frames = [_frame(s) for s in range(3)]
+        xy = lambda z: np.c_[z[:, :2], z[:, :2] + z[:, 2:4]]  # noqa: E731
+        r = box_agreement([xy(ref(f)) for f in frames], [xy(b(f)) for f in frames])
+    assert r["boxes_float"] > 0 and r["recall_at_0.5"] >= 0.8 and r["precision_at_0.5"] >= 0.8, r
