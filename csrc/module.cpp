@@ -103,6 +103,21 @@ HmType hm_type(const py::array& a, const char* name) {
     fail(std::string(name) + ": expected float32, int8 or uint8");
 }
 
+// Runs the decode kernel without the GIL; (coords (N, K, 2), scores (N, K)).
+static py::tuple run_decode(const DecodeArgs& a, int64_t n, int64_t k) {
+    py::array_t<float> coords({n, k, int64_t(2)});
+    py::array_t<float> scores(std::vector<py::ssize_t>{n, k});
+    float* c = coords.mutable_data();
+    float* s = scores.mutable_data();
+    bool ok;
+    {
+        py::gil_scoped_release nogil;
+        ok = decode(a, c, s);
+    }
+    if (!ok) fail("heatmaps: contain NaN (check the model output)");
+    return py::make_tuple(coords, scores);
+}
+
 py::tuple decode_py(const py::array& hm_in, const py::object& flipped_in, const py::object& inv_in, const I64& perm,
                     bool shift, double scale, int zero_point, int refine, int dark_kernel) {
     if (hm_in.ndim() != 4) fail("heatmaps: expected (N, K, H, W)");
@@ -137,17 +152,7 @@ py::tuple decode_py(const py::array& hm_in, const py::object& flipped_in, const 
     const double* inv_ptr = inv_in.is_none() ? nullptr : inv.data();
     DecodeArgs a{t, hm.data(), fl_ptr, inv_ptr, perm.data(), n, k, h, w,
                  shift, scale, zero_point, refine, dark_kernel};
-    py::array_t<float> coords({n, k, int64_t(2)});
-    py::array_t<float> scores(std::vector<py::ssize_t>{n, k});
-    float* c = coords.mutable_data();
-    float* s = scores.mutable_data();
-    bool ok;
-    {
-        py::gil_scoped_release nogil;
-        ok = decode(a, c, s);
-    }
-    if (!ok) fail("heatmaps: contain NaN (check the model output)");
-    return py::make_tuple(coords, scores);
+    return run_decode(a, n, k);
 }
 
 // The runtime's call, kept lean (at one person the argument handling of decode_py is a fifth of
@@ -190,17 +195,7 @@ py::tuple decode_quarter_py(const py::object& hm_in, const py::object& inv_in, c
             if (!std::isfinite(inv[i])) fail("inv_matrices: contain NaN or inf");
     }
     DecodeArgs a{t, hm.data(), nullptr, inv, nullptr, n, k, h, w, true, scale, zp, REFINE_QUARTER, 11};
-    py::array_t<float> coords({n, k, int64_t(2)});
-    py::array_t<float> scores(std::vector<py::ssize_t>{n, k});
-    float* c = coords.mutable_data();
-    float* s = scores.mutable_data();
-    bool ok;
-    {
-        py::gil_scoped_release nogil;
-        ok = decode(a, c, s);
-    }
-    if (!ok) fail("heatmaps: contain NaN (check the model output)");
-    return py::make_tuple(coords, scores);
+    return run_decode(a, n, k);
 }
 
 py::array flip_merge_py(const F32& hm, const F32& fl, const I64& perm, bool shift) {
