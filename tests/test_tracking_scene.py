@@ -52,6 +52,31 @@ def _pipeline(model, scene, workers: int, **tracker_opts) -> List[Poses]:
     return [r.poses for r in res]
 
 
+def iou_distance(gt: np.ndarray, hyp: np.ndarray, max_dist: float = 0.5) -> np.ndarray:
+    """``1 - IoU`` between ``(N, 4)`` and ``(M, 4)`` xywh boxes, NaN (do not pair) above
+    ``max_dist``: the distance motmetrics pairs on. Written here because motmetrics 1.4's own
+    ``iou_matrix`` calls ``np.asfarray``, which numpy 2 removed; the counting stays motmetrics'."""
+    if gt.size == 0 or hyp.size == 0:
+        return np.empty((0, 0))
+    a, b = np.asarray(gt, np.float64)[:, None], np.asarray(hyp, np.float64)[None]
+    iw = np.clip(np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
+    dist = 1.0 - np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return np.where(dist > max_dist, np.nan, dist)
+
+
+def test_iou_distance_is_motmetrics_pairing_distance():
+    gt = np.array([[0, 0, 10, 10], [20, 20, 10, 10]], float)
+    hyp = np.array([[5, 0, 10, 10], [0, 0, 10, 10], [100, 100, 5, 5]], float)
+    d = iou_distance(gt, hyp)
+    # IoU 50/150 = 1/3 -> distance 2/3 > 0.5: not paired; identical boxes: 0; disjoint: NaN
+    assert np.isnan(d[0, 0]) and d[0, 1] == 0.0 and np.isnan(d[0, 2]) and np.isnan(d[1]).all()
+    assert np.isclose(iou_distance(gt, hyp, max_dist=0.9)[0, 0], 2 / 3)
+    assert iou_distance(gt[:0], hyp).shape == (0, 0)
+
+
 def _score(scene, results: List[Poses]) -> Dict[str, float]:
     acc = mm.MOTAccumulator(auto_id=True)
     for t, poses in enumerate(results):
@@ -62,7 +87,7 @@ def _score(scene, results: List[Poses]) -> Dict[str, float]:
         boxes = poses.boxes[:, :4].copy()
         kb, src = boxes_from_keypoints(poses.keypoints, poses.scores, 0.2, margin=0.1, min_joints=1)
         boxes[src] = kb[:, :4]
-        dist = mm.distances.iou_matrix(gt_boxes, boxes, max_iou=0.5)
+        dist = iou_distance(gt_boxes, boxes, max_dist=0.5)
         acc.update(gt_ids, poses.track_ids.tolist(), dist)
     summary = mm.metrics.create().compute(acc, metrics=["num_switches", "num_misses", "num_false_positives",
                                                        "num_objects", "mota", "num_unique_objects"], name="s")
