@@ -48,10 +48,9 @@ def wrestlers(poses, frame_shape) -> bool:
 def stamp_efficientpose(src: Path, out: Path) -> Path:
     """The EfficientPose ONNX with edgepose metadata, through ``host_tools import-onnx`` with the
     flags docs/IMPORT.md gives for it (224x224 RGB, x / 127.5 - 1, MPII)."""
-    from host_tools.import_onnx import ImportSpec, import_onnx
+    from host_tools.import_onnx import EFFICIENTPOSE_SPEC, import_onnx
 
-    spec = ImportSpec(color="rgb", mean=(127.5,) * 3, std=(127.5,) * 3, keypoints="mpii", arch="efficientpose_rt_lite")
-    return import_onnx(src, out, spec, force=True, log=lambda line: None).path
+    return import_onnx(src, out, EFFICIENTPOSE_SPEC, force=True, log=lambda line: None).path
 
 
 def read_clip(path: Path, frames: int = 0) -> List[np.ndarray]:

@@ -173,15 +173,13 @@ def _shared_models(out_dir: Path, need_pose: bool, need_det: bool
         det = Found(folder / SHARED_DETECTOR, where)
     src = folder / SHARED_POSE
     if need_pose and src.is_file():
-        from host_tools.import_onnx import ImportSpec, import_onnx
+        from host_tools.import_onnx import EFFICIENTPOSE_SPEC, import_onnx
 
         out = out_dir / "efficientpose_rt_lite_mpii_edgepose.onnx"
         _say(f"      {src.name} is at hand: host_tools import-onnx {src} -o {out} --color rgb --mean 127.5 127.5 "
              "127.5 --std 127.5 127.5 127.5 --keypoints mpii ...")
-        spec = ImportSpec(color="rgb", mean=(127.5,) * 3, std=(127.5,) * 3, keypoints="mpii",
-                          arch="efficientpose_rt_lite")
         try:
-            pose = Found(import_onnx(src, out, spec, force=True, log=lambda line: None).path, f"{where}, imported now")
+            pose = Found(import_onnx(src, out, EFFICIENTPOSE_SPEC, force=True, log=lambda line: None).path, f"{where}, imported now")
         except UserError as exc:
             notes.append(f"{src.name}: import failed ({exc})")
     return pose, det, notes

@@ -77,6 +77,12 @@ class ImportSpec:
     arch: str = ""
 
 
+# EfficientPose RT Lite (MPII), as converted from its TFLite release: RGB, x / 127.5 - 1, 16 MPII
+# joints (docs/IMPORT.md); used by the demo, the tests and benchmarks/track_real.py
+EFFICIENTPOSE_SPEC = ImportSpec(color="rgb", mean=(127.5,) * 3, std=(127.5,) * 3, keypoints="mpii",
+                                arch="efficientpose_rt_lite")
+
+
 @dataclass
 class ImportResult:
     """What :func:`import_onnx` did: the file, its metadata, the repair notes and the check."""

@@ -18,12 +18,10 @@ YOLOX_NANO = "yolox_nano.onnx"
 def stamp_efficientpose(out: Path, src: Path | None = None) -> Path:
     """Write ``out``: the shared EfficientPose ONNX with edgepose metadata stamped in, through
     ``host_tools import-onnx`` (the command of docs/IMPORT.md)."""
-    from host_tools.import_onnx import ImportSpec, import_onnx
+    from host_tools.import_onnx import EFFICIENTPOSE_SPEC, import_onnx
 
     src = src or need_model(EFFICIENTPOSE)
-    spec = ImportSpec(color="rgb", mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5), keypoints="mpii",
-                      arch="efficientpose_rt_lite")
-    return import_onnx(src, out, spec, force=True, log=lambda line: None).path
+    return import_onnx(src, out, EFFICIENTPOSE_SPEC, force=True, log=lambda line: None).path
 
 
 __all__ = ["MODELS", "EFFICIENTPOSE", "YOLOX_NANO", "stamp_efficientpose"]
