@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "argmax.hpp"
@@ -289,6 +290,19 @@ py::tuple boxes_scores(const float* b, const float* s, int64_t m) {
     return py::make_tuple(boxes, scores);
 }
 
+// The checks every per-stride level shares: classes (1, nc, h, w) like the boxes, class_id
+// (entry 10) in range, a positive stride (entry 9). Returns {class_id, stride}.
+static std::pair<int64_t, int> check_level(const py::array& cls, int64_t h, int64_t w, const py::tuple& t,
+                                           const std::string& at) {
+    if (cls.ndim() != 4 || cls.shape(0) != 1 || cls.shape(2) != h || cls.shape(3) != w)
+        fail("classes" + at + ": expected (1, nc, h, w) like boxes");
+    const int64_t cid = t[10].cast<int64_t>();
+    if (cid < 0 || cid >= cls.shape(1)) fail("class_id: out of range for classes" + at);
+    const int stride = t[9].cast<int>();
+    if (stride <= 0) fail("strides" + at + ": expected a positive integer");
+    return {cid, stride};
+}
+
 // levels: per stride (box, box_scale, box_zp, cls, cls_scale, cls_zp, sum or None, sum_scale, sum_zp,
 // stride, class_id).
 py::tuple yolo_decode_dfl_py(const py::list& levels, float thr) {
@@ -303,12 +317,7 @@ py::tuple yolo_decode_dfl_py(const py::list& levels, float thr) {
         if (box.ndim() != 4 || box.shape(0) != 1 || box.shape(1) % 4 != 0 || box.shape(1) == 0 || box.shape(1) > 256)
             fail("boxes" + at + ": expected (1, 4*reg_max, h, w), reg_max <= 64");
         const int64_t h = box.shape(2), w = box.shape(3), hw = h * w;
-        if (cls.ndim() != 4 || cls.shape(0) != 1 || cls.shape(2) != h || cls.shape(3) != w)
-            fail("classes" + at + ": expected (1, nc, h, w) like boxes");
-        const int64_t cid = t[10].cast<int64_t>();
-        if (cid < 0 || cid >= cls.shape(1)) fail("class_id: out of range for classes" + at);
-        const int stride = t[9].cast<int>();
-        if (stride <= 0) fail("strides" + at + ": expected a positive integer");
+        const auto [cid, stride] = check_level(cls, h, w, t, at);
         DflLevel L{};
         L.box = q_tensor(box, t[1].cast<double>(), t[2].cast<int>(), "box_quant" + at);
         L.cls = q_tensor(cls, t[4].cast<double>(), t[5].cast<int>(), "cls_quant" + at);
@@ -352,12 +361,7 @@ py::tuple yolo_decode_yolox_split_py(const py::list& levels, float thr) {
         const int64_t h = box.shape(2), w = box.shape(3), hw = h * w;
         if (obj.ndim() != 4 || obj.shape(0) != 1 || obj.shape(1) != 1 || obj.shape(2) != h || obj.shape(3) != w)
             fail("objectness" + at + ": expected (1, 1, h, w) like boxes");
-        if (cls.ndim() != 4 || cls.shape(0) != 1 || cls.shape(2) != h || cls.shape(3) != w)
-            fail("classes" + at + ": expected (1, nc, h, w) like boxes");
-        const int64_t cid = t[10].cast<int64_t>();
-        if (cid < 0 || cid >= cls.shape(1)) fail("class_id: out of range for classes" + at);
-        const int stride = t[9].cast<int>();
-        if (stride <= 0) fail("strides" + at + ": expected a positive integer");
+        const auto [cid, stride] = check_level(cls, h, w, t, at);
         YoloxLevel L{};
         L.box = q_tensor(box, t[1].cast<double>(), t[2].cast<int>(), "box_quant" + at);
         L.obj = q_tensor(obj, t[4].cast<double>(), t[5].cast<int>(), "obj_quant" + at);

@@ -211,6 +211,18 @@ def dfl_expectation(bins: np.ndarray, scale: Optional[float]) -> np.ndarray:
     return num / den
 
 
+def _check_level(b: np.ndarray, c: np.ndarray, class_id: int, stride, i: int) -> Tuple[int, int]:
+    """The checks every per-stride head shares: class tensor ``(1, nc, h, w)`` like the box
+    tensor, ``class_id`` in range, a positive integer stride. Returns ``(class_id, stride)``."""
+    if c.ndim != 4 or c.shape[0] != 1 or c.shape[2:] != b.shape[2:]:
+        raise ValueError(f"classes[{i}]: expected (1, nc, {b.shape[2]}, {b.shape[3]}) like boxes[{i}], got {c.shape}")
+    cid = _check_class(class_id, c.shape[1], f"classes[{i}]")
+    s = int(stride)
+    if s <= 0 or s != stride:
+        raise ValueError(f"strides[{i}]: expected a positive integer, got {stride!r}")
+    return cid, s
+
+
 def _check_dfl(boxes, classes, strides, class_id, box_quant, cls_quant, score_sum, sum_quant):
     n = len(boxes)
     if n == 0:
@@ -227,12 +239,7 @@ def _check_dfl(boxes, classes, strides, class_id, box_quant, cls_quant, score_su
         c = _tensor(classes[i], f"classes[{i}]")
         if b.ndim != 4 or b.shape[0] != 1 or b.shape[1] % 4 or not 0 < b.shape[1] <= 4 * MAX_REG:
             raise ValueError(f"boxes[{i}]: expected (1, 4*reg_max, h, w) with reg_max <= {MAX_REG}, got {b.shape}")
-        if c.ndim != 4 or c.shape[0] != 1 or c.shape[2:] != b.shape[2:]:
-            raise ValueError(f"classes[{i}]: expected (1, nc, {b.shape[2]}, {b.shape[3]}) like boxes[{i}], got {c.shape}")
-        cid = _check_class(class_id, c.shape[1], f"classes[{i}]")
-        s = int(strides[i])
-        if s <= 0 or s != strides[i]:
-            raise ValueError(f"strides[{i}]: expected a positive integer, got {strides[i]!r}")
+        cid, s = _check_level(b, c, class_id, strides[i], i)
         sm = None
         smq = (1.0, 0)
         if score_sum is not None and score_sum[i] is not None:
@@ -453,12 +460,7 @@ def _check_yolox_split(boxes, objs, classes, strides, class_id, box_quant, obj_q
             raise ValueError(f"boxes[{i}]: expected (1, 4, h, w), got {b.shape}")
         if o.shape != (1, 1) + b.shape[2:]:
             raise ValueError(f"objs[{i}]: expected (1, 1, {b.shape[2]}, {b.shape[3]}) like boxes[{i}], got {o.shape}")
-        if c.ndim != 4 or c.shape[0] != 1 or c.shape[2:] != b.shape[2:]:
-            raise ValueError(f"classes[{i}]: expected (1, nc, {b.shape[2]}, {b.shape[3]}) like boxes[{i}], got {c.shape}")
-        cid = _check_class(class_id, c.shape[1], f"classes[{i}]")
-        s = int(strides[i])
-        if s <= 0 or s != strides[i]:
-            raise ValueError(f"strides[{i}]: expected a positive integer, got {strides[i]!r}")
+        cid, s = _check_level(b, c, class_id, strides[i], i)
         levels.append((b, _quant(b, bq[i], f"box_quant[{i}]"), o, _quant(o, oq[i], f"obj_quant[{i}]"),
                        c, _quant(c, cq[i], f"cls_quant[{i}]"), s, cid))
     return levels
