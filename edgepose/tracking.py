@@ -205,11 +205,6 @@ class PoseTracker:
         self._next_id = 0
         self._last: Optional[Poses] = None
 
-    @property
-    def ids_used(self) -> int:
-        """Distinct ids handed out since the last :meth:`reset`."""
-        return self._next_id
-
     def reset(self) -> None:
         self.tracks.clear()
         self.frame = -1
@@ -350,6 +345,7 @@ class PoseTracker:
         if self.tracks:
             sig = self._sigmas(kp.shape[1])
             boxes_t = np.stack([t.box for t in self.tracks])
+            retired = [j for j, t in enumerate(self.tracks) if t.retired]  # closed to carried poses
             for stage in (np.flatnonzero(~carried), np.flatnonzero(carried)):
                 if not len(stage):
                     continue
@@ -357,12 +353,12 @@ class PoseTracker:
                 sim = np.stack([oks_numpy(t.keypoints, kp[stage], t.area, areas[stage], sig, self.oks_vis_thr)
                                 for t in self.tracks], 1)
                 if carried[stage[0]]:
-                    sim[:, [j for j, t in enumerate(self.tracks) if t.retired]] = -1.0
+                    sim[:, retired] = -1.0
                 self._greedy(sim, self.oks_thr, sub, self.tracks, taken)
                 if np.any(sub < 0):
                     iou = box_iou_matrix(out.boxes[stage, :4], boxes_t)
                     if carried[stage[0]]:
-                        iou[:, [j for j, t in enumerate(self.tracks) if t.retired]] = -1.0
+                        iou[:, retired] = -1.0
                     self._greedy(iou, self.iou_thr, sub, self.tracks, taken)
                 ids[stage] = sub
         drop = carried & (ids < 0)
