@@ -58,6 +58,19 @@ def _torch_one_thread():
 
 # ----------------------------------------------------------------------------- outputs
 
+def plant_persons(rng: np.random.Generator, probs: np.ndarray, dense: bool, stride: int) -> None:
+    """Person scores into ``probs`` ``(1, nc, h, w)`` (class 0), in place: dense, 20% of the cells
+    above the threshold; sparse, three 3x4 blobs on the stride-16 level only."""
+    h, w = probs.shape[2:]
+    if dense:
+        hit = rng.random((h, w)) < 0.2
+        probs[0, 0][hit] = rng.uniform(0.3, 1, hit.sum())
+    elif stride == 16:
+        for _ in range(3):
+            y, x = rng.integers(2, h - 3), rng.integers(2, w - 4)
+            probs[0, 0, y:y + 3, x:x + 4] = rng.uniform(0.3, 0.95, (3, 4))
+
+
 def zoo_outputs(nc: int, dense: bool, quantized: bool, size=(640, 640), seed=0):
     """(outputs in the model zoo's order box, class per stride; their (scale, zp) or None)."""
     rng = np.random.default_rng(seed)
@@ -67,13 +80,7 @@ def zoo_outputs(nc: int, dense: bool, quantized: bool, size=(640, 640), seed=0):
         gh, gw = h // s, w // s
         logits = rng.normal(0, 3, (1, 64, gh, gw))
         probs = rng.uniform(0, 0.02, (1, nc, gh, gw))
-        if dense:
-            hit = rng.random((gh, gw)) < 0.2
-            probs[0, 0][hit] = rng.uniform(0.3, 1, hit.sum())
-        elif s == 16:
-            for _ in range(3):
-                y, x = rng.integers(2, gh - 3), rng.integers(2, gw - 4)
-                probs[0, 0, y:y + 3, x:x + 4] = rng.uniform(0.3, 0.95, (3, 4))
+        plant_persons(rng, probs, dense, s)
         if quantized:
             outs += [np.clip(np.rint(logits / BOX_Q[0]) + BOX_Q[1], -128, 127).astype(np.int8),
                      np.clip(np.rint(probs / CLS_Q[0]) + CLS_Q[1], -128, 127).astype(np.int8)]

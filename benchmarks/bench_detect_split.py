@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import edgepose
+from bench_detect import plant_persons
 
 yolo = importlib.import_module("edgepose.yolo")
 
@@ -42,18 +43,12 @@ def heads(family: str, dense: bool, int8: bool, nc: int = 80, seed: int = 0):
     """``(split outputs, their quant, single output, its quant)`` holding the same values."""
     rng = np.random.default_rng(seed)
     size = SIZE[family]
-    split, sq, cols = [], [], []
+    split, sq = [], []
     for s in STRIDES:
         g = size // s
         prob = rng.uniform(0, 0.02, (1, nc, g, g))
         obj = rng.uniform(0.9, 1.0, (1, 1, g, g)) if family == "yolox" else None
-        if dense:
-            hit = rng.random((g, g)) < 0.2
-            prob[0, 0][hit] = rng.uniform(0.3, 1, hit.sum())
-        elif s == 16:
-            for _ in range(3):
-                y, x = rng.integers(2, g - 3), rng.integers(2, g - 4)
-                prob[0, 0, y:y + 3, x:x + 4] = rng.uniform(0.3, 0.95, (3, 4))
+        plant_persons(rng, prob, dense, s)
         if family == "yolox":
             box = np.concatenate([rng.uniform(0, 1, (1, 2, g, g)), rng.normal(1, 0.5, (1, 2, g, g))], 1)
             parts = [box, obj, prob]
