@@ -153,10 +153,15 @@ def scan_models_dir(folder: Path) -> Tuple[Optional[Found], Optional[Found], Lis
     return pose, det, notes
 
 
+def _beside_checkout(var: str, sub: str) -> Path:
+    """``$var``, else ``../shared/<sub>`` beside the checkout (how the tests find it too)."""
+    env = os.environ.get(var)
+    return Path(env).expanduser() if env else ROOT.parent / "shared" / sub
+
+
 def shared_models_dir() -> Path:
     """``$EDGEPOSE_TEST_MODELS``, else ``../shared/models`` beside the checkout."""
-    env = os.environ.get(SHARED_MODELS_ENV)
-    return Path(env).expanduser() if env else ROOT.parent / "shared" / "models"
+    return _beside_checkout(SHARED_MODELS_ENV, "models")
 
 
 def _shared_models(out_dir: Path, need_pose: bool, need_det: bool
@@ -243,8 +248,7 @@ def find_models(offline: bool, out_dir: Optional[Path] = None) -> Tuple[Optional
 
 def data_dir() -> Path:
     """``$EDGEPOSE_TEST_DATA``, else ``../shared/data`` beside the checkout."""
-    env = os.environ.get(DATA_ENV)
-    return Path(env).expanduser() if env else ROOT.parent / "shared" / "data"
+    return _beside_checkout(DATA_ENV, "data")
 
 
 def find_clip(out_dir: Path, offline: bool) -> Tuple[Found, List[str]]:
