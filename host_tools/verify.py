@@ -261,7 +261,7 @@ def verify_detector(onnx_path: str | Path, test_model: str | Path, images: Optio
             test = [t.detect_input(f)[0] for f in frames]
         backend = "onnxruntime"
     elif test_model.suffix == ".rknn":
-        from edgepose.detect import DetectorMeta, identify_head, read_detector_sidecar
+        from edgepose.detect import DetectorError, DetectorMeta, identify_head, read_detector_sidecar
 
         rk = rknn_obj
         side = read_detector_sidecar(test_model)
@@ -269,12 +269,10 @@ def verify_detector(onnx_path: str | Path, test_model: str | Path, images: Optio
             raise UserError(f"{test_model}: no detector sidecar ({test_model.name}.json); build it with "
                             "host_tools build-rknn, which writes it")
         # the built model's own layout: a split head has other outputs than the float model
-        from edgepose.detect import DetectorError
-
         try:
             test_meta = DetectorMeta.from_dict(side)
             shapes = [o["shape"] for o in test_meta.outputs if "shape" in o]
-            layout, meta_out = layout, meta  # a sidecar without output shapes: the float model's layout
+            meta_out = meta  # a sidecar without output shapes: the float model's layout (and meta)
             if shapes:
                 layout = identify_head(shapes, test_meta.input_size, test_meta.head, test_meta.strides,
                                        str(test_model))
