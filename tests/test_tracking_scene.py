@@ -12,7 +12,7 @@ from _scene import SceneDetector, color_pose_onnx, crossing_scene, read_frame_nu
 
 mm = pytest.importorskip("motmetrics", reason="pip install motmetrics (requirements/host.txt)")
 
-from edgepose.boxes import boxes_from_keypoints  # noqa: E402
+from edgepose.boxes import box_iou_matrix, boxes_from_keypoints  # noqa: E402
 from edgepose.estimator import PoseEstimator, Poses  # noqa: E402
 from edgepose.pipeline import Pipeline  # noqa: E402
 from edgepose.tracking import PoseTracker  # noqa: E402
@@ -54,16 +54,11 @@ def _pipeline(model, scene, workers: int, **tracker_opts) -> List[Poses]:
 
 def iou_distance(gt: np.ndarray, hyp: np.ndarray, max_dist: float = 0.5) -> np.ndarray:
     """``1 - IoU`` between ``(N, 4)`` and ``(M, 4)`` xywh boxes, NaN (do not pair) above
-    ``max_dist``: the distance motmetrics pairs on. Written here because motmetrics 1.4's own
-    ``iou_matrix`` calls ``np.asfarray``, which numpy 2 removed; the counting stays motmetrics'."""
+    ``max_dist``: the distance motmetrics pairs on. Not motmetrics' own ``iou_matrix``, which
+    calls ``np.asfarray`` (gone in numpy 2); the counting stays motmetrics'."""
     if gt.size == 0 or hyp.size == 0:
         return np.empty((0, 0))
-    a, b = np.asarray(gt, np.float64)[:, None], np.asarray(hyp, np.float64)[None]
-    iw = np.clip(np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
-    dist = 1.0 - np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    dist = 1.0 - box_iou_matrix(gt, hyp)
     return np.where(dist > max_dist, np.nan, dist)
 
 
